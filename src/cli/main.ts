@@ -1,0 +1,42 @@
+// musig2-signer command-line entry point: dispatches to one module per command.
+import { CliError } from './errors.js';
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  demo: {
+    summary: 'run a local 3-signer MuSig2 session in process and verify it',
+    load: async () => (await import('./demo.js')).runDemo,
+  },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return ['usage: musig2-signer <command> [options]', '', 'commands:', ...lines].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`musig2-signer: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    return await (await command.load())(rest);
+  } catch (err) {
+    if (err instanceof CliError) {
+      console.error(`musig2-signer ${name}: ${err.message}`);
+      return err.exitCode;
+    }
+    // Unexpected: print the message only; stacks may carry arguments.
+    console.error(`musig2-signer ${name}: ${(err as Error)?.message ?? String(err)}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
