@@ -97,13 +97,20 @@ export const brandonblackPeer: MusigPeer = {
     }),
   }),
   nonceAgg: (pubnonces) => brandonblack.nonceAgg(pubnonces),
-  sign: (secnonce, pubnonce, sk, aggnonce, pubkeys, tweaks, msg) => {
-    // The library finds the secnonce by the identity of the pubnonce object, so register it
-    // under a fresh object; partialSign removes the entry again.
-    const key = pubnonce.slice();
-    brandonblack.addExternalNonce(key, secnonce);
+  session: (aggnonce, pubkeys, tweaks, msg) => {
     const session = brandonblack.startSigningSession(aggnonce, msg, pubkeys, ...toTweaks(tweaks));
-    return brandonblack.partialSign({ secretKey: sk, publicNonce: key, sessionKey: session });
+    return {
+      sign: (secnonce, pubnonce, sk) => {
+        // The library finds the secnonce by the identity of the pubnonce object, so register it
+        // under a fresh object; partialSign removes the entry again.
+        const key = pubnonce.slice();
+        brandonblack.addExternalNonce(key, secnonce);
+        return brandonblack.partialSign({ secretKey: sk, publicNonce: key, sessionKey: session });
+      },
+      partialSigVerify: (psig, pubnonces, i) =>
+        brandonblack.partialVerify({ sig: psig, publicKey: pubkeys[i]!, publicNonce: pubnonces[i]!, sessionKey: session }),
+      partialSigAgg: (psigs) => brandonblack.signAgg(psigs, session),
+    };
   },
   deterministicSign: (sk, aggothernonce, pubkeys, tweaks, msg, rand) => {
     const r = brandonblack.deterministicSign({
@@ -125,9 +132,5 @@ export const brandonblackPeer: MusigPeer = {
       publicNonce: pubnonces[i]!,
       sessionKey: session,
     });
-  },
-  partialSigAgg: (psigs, aggnonce, pubkeys, tweaks, msg) => {
-    const session = brandonblack.startSigningSession(aggnonce, msg, pubkeys, ...toTweaks(tweaks));
-    return brandonblack.signAgg(psigs, session);
   },
 };

@@ -56,7 +56,8 @@ describe.each<MusigPeer>([brandonblackPeer, scurePeer])('peer adapter $name on B
       const msg = h(v.msgs[c.msg_index]);
       const aggnonce = h(v.aggnonces[c.aggnonce_index]);
       expect(hx(peer.nonceAgg(pubnonces))).toBe(v.aggnonces[c.aggnonce_index]);
-      const psig = peer.sign(h(v.secnonces[0]), pubnonces[c.signer_index]!, sk, aggnonce, pubkeys, [], msg);
+      const session = peer.session(aggnonce, pubkeys, [], msg);
+      const psig = session.sign(h(v.secnonces[0]), pubnonces[c.signer_index]!, sk);
       expect(hx(psig)).toBe(c.expected);
       expect(peer.partialSigVerify(psig, pubnonces, pubkeys, [], msg, c.signer_index)).toBe(true);
     }
@@ -83,8 +84,10 @@ describe.each<MusigPeer>([brandonblackPeer, scurePeer])('peer adapter $name on B
       const pubnonces = pick(v.pnonces, c.nonce_indices);
       const tweaks = tweaksOf(pick(v.tweaks, c.tweak_indices).map(hx), c.is_xonly);
       const msg = h(v.msg);
-      const psig = peer.sign(h(v.secnonce), pubnonces[c.signer_index]!, h(v.sk), h(v.aggnonce), pubkeys, tweaks, msg);
+      const session = peer.session(h(v.aggnonce), pubkeys, tweaks, msg);
+      const psig = session.sign(h(v.secnonce), pubnonces[c.signer_index]!, h(v.sk));
       expect(hx(psig)).toBe(c.expected);
+      expect(session.partialSigVerify(psig, pubnonces, c.signer_index)).toBe(true);
       expect(peer.partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, c.signer_index)).toBe(true);
     }
   });
@@ -106,7 +109,7 @@ describe.each<MusigPeer>([brandonblackPeer, scurePeer])('peer adapter $name on B
       const pubkeys = pick(v.pubkeys, c.key_indices);
       const tweaks = tweaksOf(pick(v.tweaks, c.tweak_indices).map(hx), c.is_xonly);
       const msg = h(v.msg);
-      const sig = peer.partialSigAgg(pick(v.psigs, c.psig_indices), h(c.aggnonce), pubkeys, tweaks, msg);
+      const sig = peer.session(h(c.aggnonce), pubkeys, tweaks, msg).partialSigAgg(pick(v.psigs, c.psig_indices));
       expect(hx(sig)).toBe(c.expected);
       expect(schnorr.verify(sig, msg, peer.keyAgg(pubkeys, tweaks).xonly)).toBe(true);
     }

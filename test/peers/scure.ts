@@ -33,8 +33,14 @@ export const scurePeer: MusigPeer = {
     return { pubnonce: n.public, secnonce: n.secret };
   },
   nonceAgg: (pubnonces) => scure.nonceAggregate(pubnonces),
-  sign: (secnonce, _pubnonce, sk, aggnonce, pubkeys, tweaks, msg) =>
-    scureSession(aggnonce, pubkeys, tweaks, msg).sign(secnonce, sk),
+  session: (aggnonce, pubkeys, tweaks, msg) => {
+    const session = scureSession(aggnonce, pubkeys, tweaks, msg);
+    return {
+      sign: (secnonce, _pubnonce, sk) => session.sign(secnonce, sk),
+      partialSigVerify: (psig, pubnonces, i) => session.partialSigVerify(psig, pubnonces, i),
+      partialSigAgg: (psigs) => session.partialSigAgg(psigs),
+    };
+  },
   deterministicSign: (sk, aggothernonce, pubkeys, tweaks, msg, rand) => {
     const [t, x] = split(tweaks);
     const r = scure.deterministicSign(sk, aggothernonce, pubkeys, msg, t, x, rand);
@@ -42,6 +48,4 @@ export const scurePeer: MusigPeer = {
   },
   partialSigVerify: (psig, pubnonces, pubkeys, tweaks, msg, i) =>
     scureSession(scure.nonceAggregate(pubnonces), pubkeys, tweaks, msg).partialSigVerify(psig, pubnonces, i),
-  partialSigAgg: (psigs, aggnonce, pubkeys, tweaks, msg) =>
-    scureSession(aggnonce, pubkeys, tweaks, msg).partialSigAgg(psigs),
 };

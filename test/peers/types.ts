@@ -36,16 +36,11 @@ export interface MusigPeer {
   keyAgg(pubkeys: Uint8Array[], tweaks: readonly PeerTweak[]): { xonly: Uint8Array; plain: Uint8Array };
   nonceGen(input: PeerNonceGenInput): PeerNonces;
   nonceAgg(pubnonces: Uint8Array[]): Uint8Array;
-  /** `pubnonce` is the one matching `secnonce`; brandonblack needs it to find the secnonce. */
-  sign(
-    secnonce: Uint8Array,
-    pubnonce: Uint8Array,
-    sk: Uint8Array,
-    aggnonce: Uint8Array,
-    pubkeys: Uint8Array[],
-    tweaks: readonly PeerTweak[],
-    msg: Uint8Array,
-  ): Uint8Array;
+  /**
+   * Session values for one (aggnonce, keys, tweaks, message), reused for every signer of that
+   * session: both peers redo key aggregation when a session is built, which is slow.
+   */
+  session(aggnonce: Uint8Array, pubkeys: Uint8Array[], tweaks: readonly PeerTweak[], msg: Uint8Array): PeerSession;
   deterministicSign(
     sk: Uint8Array,
     aggothernonce: Uint8Array,
@@ -54,6 +49,7 @@ export interface MusigPeer {
     msg: Uint8Array,
     rand?: Uint8Array,
   ): { pubnonce: Uint8Array; psig: Uint8Array };
+  /** One-shot BIP327 PartialSigVerify: computes the aggnonce and the session itself. */
   partialSigVerify(
     psig: Uint8Array,
     pubnonces: Uint8Array[],
@@ -62,11 +58,12 @@ export interface MusigPeer {
     msg: Uint8Array,
     i: number,
   ): boolean;
-  partialSigAgg(
-    psigs: Uint8Array[],
-    aggnonce: Uint8Array,
-    pubkeys: Uint8Array[],
-    tweaks: readonly PeerTweak[],
-    msg: Uint8Array,
-  ): Uint8Array;
+}
+
+export interface PeerSession {
+  /** `pubnonce` is the one matching `secnonce`; brandonblack needs it to find the secnonce. */
+  sign(secnonce: Uint8Array, pubnonce: Uint8Array, sk: Uint8Array): Uint8Array;
+  /** The session's aggnonce must be NonceAgg(pubnonces); scure checks that, brandonblack trusts it. */
+  partialSigVerify(psig: Uint8Array, pubnonces: Uint8Array[], i: number): boolean;
+  partialSigAgg(psigs: Uint8Array[]): Uint8Array;
 }

@@ -1,0 +1,152 @@
+// Timing helpers for side-by-side benchmarks. Contenders of one comparison are measured in
+// interleaved rounds within the same run, so a noisy neighbour on the machine slows all of them
+// alike; ratios are taken per round and their median is reported. Benchmarks print numbers; they
+// never fail a build.
+
+/** One implementation of one operation. */
+export interface Contender {
+  readonly name: string;
+  /**
+   * Untimed: build the inputs for `n` calls (fresh key sets for a cold run, and so on) and return
+   * the call to time; it is invoked with i = 0 .. n-1.
+   */
+  prepare(n: number): (i: number) => unknown;
+}
+
+export interface Measured {
+  readonly name: string;
+  /** Median over the rounds. */
+  readonly opsPerSec: number;
+  readonly rounds: readonly number[];
+}
+
+export interface Comparison {
+  readonly results: readonly Measured[];
+  get(name: string): Measured;
+  /** Median over rounds of a's ops/s divided by b's in the same round. */
+  ratio(a: string, b: string): number;
+}
+
+export interface CompareOptions {
+  /** Measuring time per contender, warm-up included. */
+  readonly timeMs: number;
+  /** Interleaved rounds; default 5. */
+  readonly rounds?: number;
+}
+
+/** BENCH_TIME_MS scales every section; `fallback` is the section's default. */
+export function benchTimeMs(fallback: number): number {
+  const raw = process.env.BENCH_TIME_MS;
+  if (raw === undefined || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`BENCH_TIME_MS must be a positive number, got ${raw}`);
+  return v;
+}
+
+// Results go here so the engine cannot drop a call whose value is unused.
+export const sink: { value: unknown } = { value: undefined };
+
+const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+function maybeGc(): void {
+  // Only when node runs with --expose-gc: start every timed slice with an empty young generation.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc !== undefined) gc();
+}
+
+/** Time `n` calls with inputs prepared outside the timed region; returns ops/s. */
+export function timeBatch(c: Contender, n: number): number {
+  const fn = c.prepare(n);
+  maybeGc();
+  const t0 = now();
+  for (let i = 0; i < n; i++) sink.value = fn(i);
+  const elapsed = now() - t0;
+  return n / (Math.max(elapsed, 1e-3) / 1000);
+}
+
+/** Warm up by doubling batches until one takes `ms`; returns the rate of the last batch. */
+function warmUp(c: Contender, ms: number): number {
+  let n = 1;
+  for (;;) {
+    const t0 = now();
+    const rate = timeBatch(c, n);
+    // Count preparation too, so a slow setup cannot make warm-up run away.
+    if (now() - t0 >= ms || n >= 1 << 20) return rate;
+    n *= 2;
+  }
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function compare(contenders: readonly Contender[], opts: CompareOptions): Comparison {
+  const rounds = opts.rounds ?? 5;
+  const warmMs = opts.timeMs * 0.2;
+  const sliceMs = (opts.timeMs * 0.8) / rounds;
+  const rate = new Map<string, number>();
+  for (const c of contenders) rate.set(c.name, warmUp(c, warmMs));
+
+  const perRound = new Map<string, number[]>(contenders.map((c) => [c.name, []]));
+  for (let r = 0; r < rounds; r++) {
+    // Rotate the order each round so nobody always runs first or last.
+    for (let k = 0; k < contenders.length; k++) {
+      const c = contenders[(r + k) % contenders.length]!;
+      const n = Math.max(1, Math.round((rate.get(c.name)! * sliceMs) / 1000));
+      const ops = timeBatch(c, n);
+      perRound.get(c.name)!.push(ops);
+      rate.set(c.name, ops);
+    }
+  }
+
+  const results = contenders.map((c) => {
+    const rs = perRound.get(c.name)!;
+    return { name: c.name, opsPerSec: median(rs), rounds: rs };
+  });
+  const get = (name: string): Measured => {
+    const m = results.find((x) => x.name === name);
+    if (m === undefined) throw new Error(`no contender named ${name}`);
+    return m;
+  };
+  return {
+    results,
+    get,
+    ratio: (a, b) => {
+      const ra = get(a).rounds;
+      const rb = get(b).rounds;
+      return median(ra.map((x, i) => x / rb[i]!));
+    },
+  };
+}
+
+/** Ops/s with thousands separators and sensible precision. */
+export function fmtOps(v: number): string {
+  if (!Number.isFinite(v)) return 'n/a';
+  if (v >= 100) return Math.round(v).toLocaleString('en-US');
+  return v.toFixed(1);
+}
+
+export function fmtRatio(v: number): string {
+  if (!Number.isFinite(v)) return 'n/a';
+  return v >= 10 ? `${v.toFixed(0)}x` : `${v.toFixed(2)}x`;
+}
+
+/** A Markdown table with padded columns, readable both raw and rendered. */
+export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const width = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    '| ' + cells.map((c, i) => (i === 0 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join(' | ') + ' |';
+  const sep = '|' + width.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|';
+  return [line(header), sep, ...rows.map(line)].join('\n');
+}
+
+/** A one-line description of the machine and runtime, for the report header. */
+export async function environment(): Promise<string> {
+  const os = await import('node:os');
+  const cpus = os.cpus();
+  const model = cpus[0]?.model.trim() ?? 'unknown CPU';
+  return `node ${process.version}, ${os.platform()} ${os.arch()}, ${cpus.length} x ${model}`;
+}
