@@ -1,0 +1,41 @@
+// The nonce ledger: one interface (types.ts), an embedded SQLite implementation, and
+// openLedger() choosing by URL. PostgreSQL comes later behind the same interface.
+
+import { LedgerError } from './errors.js';
+import { SqliteLedger } from './sqlite.js';
+import type { NonceLedger } from './types.js';
+
+export * from './errors.js';
+export type * from './types.js';
+export { SqliteLedger, DEFAULT_BUSY_TIMEOUT_MS } from './sqlite.js';
+export type { SqliteLedgerOptions } from './sqlite.js';
+
+export interface OpenLedgerOptions {
+  /** Clock for created_at / used_at (unix ms). Default Date.now. */
+  readonly now?: () => number;
+}
+
+/**
+ * Open a ledger by URL.
+ * - `sqlite:PATH` (also `sqlite://PATH`): a file, created with its directories if needed.
+ *   Optional query `?busy_timeout_ms=N`: how long to wait for a write lock held by another
+ *   process before answering unavailable (default 2000). `sqlite::memory:` for tests.
+ * - `postgres://` / `postgresql://`: not supported yet (a later issue adds it).
+ */
+export async function openLedger(url: string, opts: OpenLedgerOptions = {}): Promise<NonceLedger> {
+  if (/^postgres(ql)?:\/\//i.test(url)) {
+    throw new LedgerError('PostgreSQL ledgers are not yet supported; use sqlite:PATH');
+  }
+  const m = /^sqlite:(?:\/\/)?([^?]+)(?:\?(.*))?$/i.exec(url);
+  if (!m) {
+    throw new LedgerError('ledger URL must be sqlite:PATH (postgres:// is not yet supported)');
+  }
+  const path = m[1]!;
+  let busyTimeoutMs: number | undefined;
+  for (const [key, value] of new URLSearchParams(m[2] ?? '')) {
+    if (key !== 'busy_timeout_ms') throw new LedgerError(`unknown ledger URL option "${key}"`);
+    if (!/^\d{1,9}$/.test(value)) throw new LedgerError('busy_timeout_ms must be a whole number of milliseconds');
+    busyTimeoutMs = Number(value);
+  }
+  return SqliteLedger.open({ path, busyTimeoutMs, now: opts.now });
+}

@@ -1,0 +1,85 @@
+// The nonce ledger contract (DESIGN.md section 3). One interface, several back ends: the
+// embedded SQLite ledger now, a shared PostgreSQL ledger later. Every method is async so a
+// networked database fits without changing callers, and every method either commits
+// durably before it resolves or rejects: callers sign only after a resolved write.
+
+/** How a nonce was produced: NonceGen (random) or DeterministicSign. */
+export type NoncePath = 'random' | 'deterministic';
+
+/** One ledger row, keyed by its pubnonce. */
+export interface NonceRecord {
+  readonly keyId: string;
+  readonly pubnonce: Uint8Array; // 66 bytes, unique across the ledger
+  readonly sessionId: Uint8Array | null; // 32 bytes on the random path, null on the deterministic path
+  readonly path: NoncePath;
+  readonly createdAtMs: number;
+  readonly usedAtMs: number | null;
+  readonly digest: Uint8Array | null; // 32-byte signing-context digest, set when used
+  readonly psig: Uint8Array | null; // 32 bytes, set once the signature is stored
+}
+
+/** Outcome of {@link NonceLedger.markUsed}. */
+export type MarkUsedResult =
+  /** The nonce went from unused to used with this digest, and that is committed. */
+  | { readonly outcome: 'marked' }
+  /**
+   * The nonce was already used with the same digest: a retry. `psig` is the stored partial
+   * signature, or null when the earlier attempt has not stored one (in flight, or crashed).
+   */
+  | { readonly outcome: 'replay'; readonly psig: Uint8Array | null };
+
+/** Outcome of {@link NonceLedger.recordDeterministic}. */
+export type RecordDeterministicResult =
+  | { readonly outcome: 'recorded' }
+  /** The same pubnonce was already recorded with the same digest; `psig` is the stored one. */
+  | { readonly outcome: 'replay'; readonly psig: Uint8Array };
+
+export interface NonceLedger {
+  /**
+   * NonceGen: insert an unused random-path row. Must resolve before the pubnonce is released.
+   * @throws NonceCollisionError if the pubnonce already exists (the RNG failed)
+   * @throws LedgerUnavailableError on any database failure
+   */
+  recordNonce(entry: { keyId: string; pubnonce: Uint8Array; sessionId: Uint8Array }): Promise<void>;
+
+  /**
+   * Sign: one conditional update from unused to used, recording the context digest, committed
+   * before the signature is computed.
+   * @throws NonceReuseError if the nonce is already used with another digest
+   * @throws NonceNotRecordedError if the pubnonce is unknown
+   * @throws LedgerUnavailableError on any database failure
+   */
+  markUsed(pubnonce: Uint8Array, digest: Uint8Array): Promise<MarkUsedResult>;
+
+  /**
+   * Sign: store the partial signature of a nonce marked used with this digest. Idempotent for
+   * the same psig.
+   * @throws LedgerError if the row is not used with this digest or holds another psig
+   * @throws LedgerUnavailableError on any database failure
+   */
+  storePsig(pubnonce: Uint8Array, digest: Uint8Array, psig: Uint8Array): Promise<void>;
+
+  /**
+   * DeterministicSign: record (pubnonce, digest, psig) as used, committed before the reply.
+   * @throws NonceReuseError if the pubnonce is recorded with another digest (or on the random path)
+   * @throws LedgerUnavailableError on any database failure
+   */
+  recordDeterministic(entry: {
+    keyId: string;
+    pubnonce: Uint8Array;
+    digest: Uint8Array;
+    psig: Uint8Array;
+  }): Promise<RecordDeterministicResult>;
+
+  /** The row for a pubnonce, or null. */
+  findByPubnonce(pubnonce: Uint8Array): Promise<NonceRecord | null>;
+
+  /** The random-path row for a session id, or null. */
+  findBySession(sessionId: Uint8Array): Promise<NonceRecord | null>;
+
+  /** True when the ledger can take its write lock right now. Never throws. */
+  healthy(): Promise<boolean>;
+
+  /** Flush pending writes and close. Later calls reject with LedgerUnavailableError. */
+  close(): Promise<void>;
+}
