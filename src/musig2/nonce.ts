@@ -1,0 +1,133 @@
+/**
+ * BIP327 NonceGen and NonceAgg.
+ */
+import { randomBytes } from '@noble/hashes/utils.js';
+import {
+  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, cpoint, toInt, uintBytes,
+} from './encoding.js';
+import { hashAux, hashNonce } from './hash.js';
+import { mulBaseSecret } from './curve.js';
+import { InvalidContributionError, InvalidInputError } from './errors.js';
+
+export interface NonceGenInput {
+  sk?: Uint8Array; // 32, optional
+  pk: Uint8Array; // 33, the signer's individual public key (required)
+  aggpk?: Uint8Array; // 32, x-only aggregate key, optional
+  msg?: Uint8Array; // optional; absent (undefined) differs from empty
+  extraIn?: Uint8Array; // optional
+  rand?: Uint8Array; // rand' (32): injectable for test vectors only; default is the CSPRNG
+}
+
+export interface NonceGenOutput {
+  secnonce: Uint8Array; // 97 = bytes(32, k1) || bytes(32, k2) || pk
+  pubnonce: Uint8Array; // 66 = cbytes(k1·G) || cbytes(k2·G)
+}
+
+/** Secret nonce pair from a NonceGen-style derivation, with its public points. */
+export interface NoncePair {
+  k1: bigint;
+  k2: bigint;
+  R1: Point;
+  R2: Point;
+}
+
+/** k1·G, k2·G (constant time) for a pair of nonces in [1, n). */
+export function noncePoints(k1: bigint, k2: bigint): NoncePair {
+  return { k1, k2, R1: mulBaseSecret(k1), R2: mulBaseSecret(k2) };
+}
+
+/** pubnonce = cbytes(R1) || cbytes(R2). */
+export function encodePubnonce(pair: NoncePair): Uint8Array {
+  return concat(cbytes(pair.R1), cbytes(pair.R2));
+}
+
+/** secnonce = bytes(32, k1) || bytes(32, k2) || pk. */
+export function encodeSecnonce(k1: bigint, k2: bigint, pk: Uint8Array): Uint8Array {
+  const out = new Uint8Array(97);
+  const b1 = bytes32(k1);
+  const b2 = bytes32(k2);
+  try {
+    out.set(b1, 0);
+    out.set(b2, 32);
+    out.set(pk, 64);
+  } finally {
+    b1.fill(0);
+    b2.fill(0);
+  }
+  return out;
+}
+
+/** NonceGen(sk, pk, aggpk, m, extra_in) with rand' from the CSPRNG unless injected. */
+export function nonceGen(input: NonceGenInput): NonceGenOutput {
+  if (typeof input !== 'object' || input === null) throw new InvalidInputError('input must be an object', 'input');
+  const { sk, pk, aggpk, msg, extraIn, rand: randIn } = input;
+  if (sk !== undefined) checkBytes(sk, 'sk', 32);
+  checkBytes(pk, 'pk', 33);
+  if (aggpk !== undefined) checkBytes(aggpk, 'aggpk', 32);
+  if (msg !== undefined) checkBytes(msg, 'msg');
+  if (extraIn !== undefined) {
+    checkBytes(extraIn, 'extraIn');
+    if (extraIn.length >= 2 ** 32) throw new InvalidInputError('extraIn must be shorter than 2^32 bytes', 'extraIn');
+  }
+  if (randIn !== undefined) checkBytes(randIn, 'rand', 32);
+
+  const randPrime: Uint8Array = randIn === undefined ? randomBytes(32) : randIn.slice();
+  // rand = sk XOR hash_aux(rand') if sk is present, else rand'.
+  let rand: Uint8Array = randPrime;
+  if (sk !== undefined) {
+    rand = hashAux(randPrime);
+    for (let i = 0; i < 32; i++) rand[i] = (rand[i] as number) ^ (sk[i] as number);
+  }
+  const aggpkBytes = aggpk ?? new Uint8Array(0);
+  const mPrefixed = msg === undefined ? Uint8Array.of(0) : concat(Uint8Array.of(1), uintBytes(msg.length, 8), msg);
+  const extra = extraIn ?? new Uint8Array(0);
+  const prefix = concat(
+    rand, uintBytes(pk.length, 1), pk, uintBytes(aggpkBytes.length, 1), aggpkBytes,
+    mPrefixed, uintBytes(extra.length, 4), extra,
+  );
+  const h1 = hashNonce(prefix, Uint8Array.of(0));
+  const h2 = hashNonce(prefix, Uint8Array.of(1));
+  try {
+    const k1 = toInt(h1) % N;
+    const k2 = toInt(h2) % N;
+    if (k1 === 0n || k2 === 0n) throw new InvalidInputError('nonce derivation produced k = 0; retry');
+    const pair = noncePoints(k1, k2);
+    return { secnonce: encodeSecnonce(k1, k2, pk), pubnonce: encodePubnonce(pair) };
+  } finally {
+    for (const buf of [randPrime, rand, prefix, h1, h2]) buf.fill(0);
+  }
+}
+
+/**
+ * Decode pubnonces in BIP327 order (first halves of all nonces, then second halves), blaming
+ * the first undecodable one. Returns the points as [R_i1, R_i2] per signer.
+ */
+export function decodePubnonces(pubnonces: readonly Uint8Array[], blame: (i: number) => InvalidContributionError): [Point, Point][] {
+  const out: [Point, Point][] = pubnonces.map(() => [Point.ZERO, Point.ZERO]);
+  for (let j = 0; j < 2; j++) {
+    pubnonces.forEach((pn, i) => {
+      const R = cpoint(pn.subarray(33 * j, 33 * (j + 1)));
+      if (R === null) throw blame(i);
+      (out[i] as [Point, Point])[j] = R;
+    });
+  }
+  return out;
+}
+
+/** Sum decoded nonce pairs: the aggregate points and their cbytes_ext encoding. */
+export function aggregateNoncePoints(points: readonly (readonly [Point, Point])[]): { aggnonce: Uint8Array; R1: Point; R2: Point } {
+  let R1 = Point.ZERO;
+  let R2 = Point.ZERO;
+  for (const [a, b] of points) {
+    R1 = R1.add(a);
+    R2 = R2.add(b);
+  }
+  return { aggnonce: concat(cbytesExt(R1), cbytesExt(R2)), R1, R2 };
+}
+
+/** NonceAgg(pubnonce_1..u): the 66-byte aggregate nonce. */
+export function nonceAgg(pubnonces: readonly Uint8Array[]): Uint8Array {
+  checkByteList(pubnonces, 'pubnonces', 66, 1);
+  const points = decodePubnonces(pubnonces, (i) => new InvalidContributionError(i, 'pubnonce', 'not a valid pair of compressed points'));
+  return aggregateNoncePoints(points).aggnonce;
+}

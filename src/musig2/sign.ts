@@ -1,0 +1,238 @@
+/**
+ * BIP327 session values, Sign, DeterministicSign, PartialSigVerify and PartialSigAgg.
+ */
+import {
+  N, Point, bytes32, cbytes, checkByteList, checkBytes, concat, cpoint, cpointExt,
+  equalBytes, hasEvenY, modN, toInt, uintBytes, xbytes,
+} from './encoding.js';
+import { hashAux, hashChallenge, hashDetNonce, hashNonceCoef } from './hash.js';
+import { mulBasePublic, mulBaseSecret, mulPublicKey } from './curve.js';
+import { InvalidContributionError, InvalidInputError, Musig2Error } from './errors.js';
+import { checkTweaks, keyAggAndTweakSet, keyCoef } from './keyagg.js';
+import type { KeyAggContext, KeySet, Tweak } from './keyagg.js';
+import { aggregateNoncePoints, decodePubnonces, encodePubnonce, noncePoints } from './nonce.js';
+import type { NoncePair } from './nonce.js';
+
+/** The BIP327 Session Context. */
+export interface SessionContext {
+  readonly aggnonce: Uint8Array; // 66 bytes
+  readonly pubkeys: readonly Uint8Array[]; // 33-byte compressed, in signing order
+  readonly tweaks: readonly Tweak[];
+  readonly msg: Uint8Array; // any length
+}
+
+/** The output of GetSessionValues, plus the parities and encodings derived from it. */
+interface SessionValues {
+  readonly keyset: KeySet;
+  readonly kctx: KeyAggContext;
+  readonly Qeven: boolean;
+  readonly Qx: Uint8Array;
+  readonly b: bigint;
+  readonly R: Point;
+  readonly Reven: boolean;
+  readonly Rx: Uint8Array;
+  readonly e: bigint;
+}
+
+function checkSessionContext(ctx: unknown, name = 'ctx'): asserts ctx is SessionContext {
+  if (typeof ctx !== 'object' || ctx === null) throw new InvalidInputError(`${name} must be a SessionContext`, name);
+  const c = ctx as Record<string, unknown>;
+  checkBytes(c.aggnonce, `${name}.aggnonce`, 66);
+  checkByteList(c.pubkeys, `${name}.pubkeys`, 33, 1);
+  checkTweaks(c.tweaks, `${name}.tweaks`);
+  checkBytes(c.msg, `${name}.msg`);
+}
+
+/**
+ * GetSessionValues. `aggPoints` may carry the already-decoded aggregate nonce (when we built
+ * aggnonce ourselves); otherwise aggnonce is decoded and the aggregator blamed if that fails.
+ */
+function sessionValues(
+  aggnonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[], msg: Uint8Array,
+  aggPoints?: { R1: Point; R2: Point },
+): SessionValues {
+  const { keyset, ctx: kctx } = keyAggAndTweakSet(pubkeys, tweaks);
+  const Qx = xbytes(kctx.Q);
+  const b = modN(toInt(hashNonceCoef(aggnonce, Qx, msg)));
+  let R1: Point | null;
+  let R2: Point | null;
+  if (aggPoints !== undefined) {
+    ({ R1, R2 } = aggPoints);
+  } else {
+    R1 = cpointExt(aggnonce.subarray(0, 33));
+    R2 = cpointExt(aggnonce.subarray(33, 66));
+    if (R1 === null || R2 === null) throw new InvalidContributionError(null, 'aggnonce', 'not a valid pair of points');
+  }
+  const Rp = R1.add(R2.multiplyUnsafe(b));
+  const R = Rp.is0() ? Point.BASE : Rp;
+  const Rx = xbytes(R);
+  const e = modN(toInt(hashChallenge(Rx, Qx, msg)));
+  return { keyset, kctx, Qeven: hasEvenY(kctx.Q), Qx, b, R, Reven: hasEvenY(R), Rx, e };
+}
+
+/**
+ * PartialSigVerifyInternal for one signer, given the decoded pubnonce points, the signer's
+ * key point P (with `id` for the key-table cache) and its coefficient a.
+ * s·G == Re + e·a·g'·P  ⇔  s·G − e·a·g'·P == Re. Public data only: variable time.
+ */
+function verifyInternal(s: bigint, Rs1: Point, Rs2: Point, id: string, P: Point, a: bigint, sv: SessionValues): boolean {
+  if (s >= N) return false;
+  const Re0 = Rs1.add(Rs2.multiplyUnsafe(sv.b));
+  const Re = sv.Reven ? Re0 : Re0.negate();
+  const g = sv.Qeven ? 1n : N - 1n;
+  const gp = modN(g * sv.kctx.gacc);
+  const lhs = mulBasePublic(s).subtract(mulPublicKey(id, P, modN(sv.e * a * gp)));
+  return lhs.equals(Re);
+}
+
+/**
+ * The common core of Sign and DeterministicSign once the secnonce has been read (and wiped):
+ * k range, sk range, pk match, coefficient, s, then self-verification.
+ */
+function signCore(
+  k1p: bigint, k2p: bigint, secnoncePk: Uint8Array, sk: Uint8Array, sv: SessionValues,
+  known?: { pair: NoncePair; P: Point; pk: Uint8Array },
+): Uint8Array {
+  if (k1p === 0n || k1p >= N) throw new InvalidInputError('first secnonce value is out of range (a used secnonce is zeroed)', 'secnonce');
+  if (k2p === 0n || k2p >= N) throw new InvalidInputError('second secnonce value is out of range (a used secnonce is zeroed)', 'secnonce');
+  const k1 = sv.Reven ? k1p : N - k1p;
+  const k2 = sv.Reven ? k2p : N - k2p;
+  const dp = toInt(sk);
+  if (dp === 0n || dp >= N) throw new InvalidInputError('sk is out of range (must be 0 < sk < n)', 'sk');
+  const P = known?.P ?? mulBaseSecret(dp);
+  const pk = known?.pk ?? cbytes(P);
+  if (!equalBytes(pk, secnoncePk)) throw new InvalidInputError('the secnonce was generated for a different public key than sk', 'secnonce');
+  const found = keyCoef(sv.keyset, pk);
+  if (found === null) throw new InvalidInputError("The signer's pubkey must be included in the list of pubkeys.", 'pubkeys');
+  const a = found.coef;
+  const g = sv.Qeven ? 1n : N - 1n;
+  const d = modN(g * sv.kctx.gacc * dp);
+  const s = modN(k1 + sv.b * k2 + sv.e * a * d);
+  const psig = bytes32(s);
+
+  // Self-verification against the public data: the pubnonce as it would be published, and the
+  // signer's key as decoded from the key list.
+  const pair = known?.pair ?? noncePoints(k1p, k2p);
+  const pubnonce = encodePubnonce(pair);
+  const Rs1 = cpoint(pubnonce.subarray(0, 33));
+  const Rs2 = cpoint(pubnonce.subarray(33, 66));
+  const Pk = sv.keyset.points[found.index] as Point;
+  if (Rs1 === null || Rs2 === null || !verifyInternal(s, Rs1, Rs2, sv.keyset.pubkeysHex[found.index] as string, Pk, a, sv)) {
+    throw new Musig2Error('partial signature failed self-verification; not released');
+  }
+  return psig;
+}
+
+/**
+ * Sign(secnonce, sk, session_ctx). The secret nonce in secnonce[0..64) is zeroed before any
+ * computation, so a second Sign with the same buffer fails (k == 0) instead of reusing it.
+ */
+export function sign(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Uint8Array {
+  if (!(secnonce instanceof Uint8Array)) throw new InvalidInputError('secnonce must be 97 bytes', 'secnonce');
+  const kBytes = secnonce.slice(0, 64);
+  secnonce.fill(0, 0, Math.min(64, secnonce.length));
+  try {
+    checkBytes(secnonce, 'secnonce', 97);
+    checkBytes(sk, 'sk', 32);
+    checkSessionContext(ctx);
+    const k1p = toInt(kBytes.subarray(0, 32));
+    const k2p = toInt(kBytes.subarray(32, 64));
+    const sv = sessionValues(ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
+    return signCore(k1p, k2p, secnonce.slice(64, 97), sk, sv);
+  } finally {
+    kBytes.fill(0);
+  }
+}
+
+/**
+ * DeterministicSign (BIP327 1.0.4): the stateless signer, which must sign last. `rand`
+ * undefined means absent; 32 zero bytes are a present value.
+ */
+export function deterministicSign(
+  sk: Uint8Array, aggothernonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[],
+  msg: Uint8Array, rand?: Uint8Array,
+): { pubnonce: Uint8Array; psig: Uint8Array } {
+  checkBytes(sk, 'sk', 32);
+  checkBytes(aggothernonce, 'aggothernonce', 66);
+  checkByteList(pubkeys, 'pubkeys', 33, 1);
+  checkTweaks(tweaks);
+  checkBytes(msg, 'msg');
+  if (rand !== undefined) checkBytes(rand, 'rand', 32);
+
+  const skp = rand === undefined ? sk.slice() : hashAux(rand);
+  if (rand !== undefined) for (let i = 0; i < 32; i++) skp[i] = (skp[i] as number) ^ (sk[i] as number);
+  let h1: Uint8Array | undefined;
+  let h2: Uint8Array | undefined;
+  try {
+    const { ctx: kctx } = keyAggAndTweakSet(pubkeys, tweaks);
+    const aggpk = xbytes(kctx.Q);
+    const mlen = uintBytes(msg.length, 8);
+    h1 = hashDetNonce(skp, aggothernonce, aggpk, mlen, msg, Uint8Array.of(0));
+    h2 = hashDetNonce(skp, aggothernonce, aggpk, mlen, msg, Uint8Array.of(1));
+    const k1 = toInt(h1) % N;
+    const k2 = toInt(h2) % N;
+    if (k1 === 0n || k2 === 0n) throw new InvalidInputError('nonce derivation produced k = 0');
+    const pair = noncePoints(k1, k2);
+    const pubnonce = encodePubnonce(pair);
+    const d = toInt(sk);
+    if (d === 0n || d >= N) throw new InvalidInputError('sk is out of range (must be 0 < sk < n)', 'sk');
+    const P = mulBaseSecret(d);
+    const pk = cbytes(P);
+    // NonceAgg((pubnonce, aggothernonce)), blaming the aggregator for aggothernonce.
+    const other = decodePubnonces([aggothernonce], () => new InvalidContributionError(null, 'aggothernonce', 'not a valid pair of compressed points'));
+    const agg = aggregateNoncePoints([[pair.R1, pair.R2], other[0] as [Point, Point]]);
+    const sv = sessionValues(agg.aggnonce, pubkeys, tweaks, msg, agg);
+    const psig = signCore(k1, k2, pk, sk, sv, { pair, P, pk });
+    return { pubnonce, psig };
+  } finally {
+    skp.fill(0);
+    h1?.fill(0);
+    h2?.fill(0);
+  }
+}
+
+/**
+ * PartialSigVerify(psig, pubnonce_1..u, pk_1..u, tweaks, m, i) with a 0-based signer index i.
+ * Returns false for a wrong or out-of-range psig; throws InvalidContributionError for an
+ * undecodable pubnonce or pubkey, and InvalidInputError for malformed arguments or tweaks.
+ */
+export function partialSigVerify(
+  psig: Uint8Array, pubnonces: readonly Uint8Array[], pubkeys: readonly Uint8Array[],
+  tweaks: readonly Tweak[], msg: Uint8Array, i: number,
+): boolean {
+  checkBytes(psig, 'psig', 32);
+  checkByteList(pubnonces, 'pubnonces', 66, 1);
+  checkByteList(pubkeys, 'pubkeys', 33, 1);
+  if (pubnonces.length !== pubkeys.length) {
+    throw new InvalidInputError(`pubnonces and pubkeys must have the same length (${pubnonces.length} != ${pubkeys.length})`, 'pubnonces');
+  }
+  checkTweaks(tweaks);
+  checkBytes(msg, 'msg');
+  if (!Number.isInteger(i) || i < 0 || i >= pubkeys.length) {
+    throw new InvalidInputError(`i must be an integer in [0, ${pubkeys.length})`, 'i');
+  }
+  const decoded = decodePubnonces(pubnonces, (j) => new InvalidContributionError(j, 'pubnonce', 'not a valid pair of compressed points'));
+  const agg = aggregateNoncePoints(decoded);
+  const sv = sessionValues(agg.aggnonce, pubkeys, tweaks, msg, agg);
+  const [Rs1, Rs2] = decoded[i] as [Point, Point];
+  const s = toInt(psig);
+  const ks = sv.keyset;
+  return verifyInternal(s, Rs1, Rs2, ks.pubkeysHex[i] as string, ks.points[i] as Point, ks.coefs[i] as bigint, sv);
+}
+
+/** PartialSigAgg(psig_1..u, session_ctx): the 64-byte BIP340 signature. */
+export function partialSigAgg(psigs: readonly Uint8Array[], ctx: SessionContext): Uint8Array {
+  checkByteList(psigs, 'psigs', 32, 1);
+  checkSessionContext(ctx);
+  const sv = sessionValues(ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
+  let s = 0n;
+  psigs.forEach((ps, i) => {
+    const si = toInt(ps);
+    if (si >= N) throw new InvalidContributionError(i, 'psig', 'out of range');
+    s += si;
+  });
+  const g = sv.Qeven ? 1n : N - 1n;
+  s = modN(s + sv.e * g * sv.kctx.tacc);
+  return concat(sv.Rx, bytes32(s));
+}
+
