@@ -1,0 +1,20 @@
+// The coordinator SDK: typed clients for the Signer and Aggregator services and runSession,
+// which drives a whole MuSig2 signing session across several signer daemons.
+export { AggregatorClient, SignerClient } from './clients.js';
+export type {
+  ClientOptions,
+  DeterministicSignParams,
+  DeterministicSignResult,
+  KeyAggResult,
+  KeyInfo,
+  NonceGenParams,
+  NonceGenResult,
+  SignParams,
+  SignResult,
+  Tweak,
+} from './clients.js';
+export { ClientError, CulpritError, SessionError } from './errors.js';
+export type { Contribution } from './errors.js';
+export { runSession } from './session.js';
+export type { RunSessionOptions, SessionEvent, SessionResult, SessionSigner } from './session.js';
+export type { ErrorInfo } from './rich-status.js';
