@@ -93,8 +93,8 @@ function signCore(
   k1p: bigint, k2p: bigint, secnoncePk: Uint8Array, sk: Uint8Array, sv: SessionValues,
   known?: { pair: NoncePair; P: Point; pk: Uint8Array },
 ): Uint8Array {
-  if (k1p === 0n || k1p >= N) throw new InvalidInputError('first secnonce value is out of range (a used secnonce is zeroed)', 'secnonce');
-  if (k2p === 0n || k2p >= N) throw new InvalidInputError('second secnonce value is out of range (a used secnonce is zeroed)', 'secnonce');
+  if (k1p === 0n || k1p >= N) throw new InvalidInputError('first secnonce value is out of range. A used secnonce is zeroed: never reuse one.', 'secnonce');
+  if (k2p === 0n || k2p >= N) throw new InvalidInputError('second secnonce value is out of range. A used secnonce is zeroed: never reuse one.', 'secnonce');
   const k1 = sv.Reven ? k1p : N - k1p;
   const k2 = sv.Reven ? k2p : N - k2p;
   const dp = toInt(sk);
