@@ -1,0 +1,22 @@
+// The signing service, independent of gRPC: sessions, policy and ledger ordering over
+// src/musig2, src/keystore and src/ledger.
+
+export { SignerService, DEFAULT_SESSION_TTL_MS, DEFAULT_MAX_SESSIONS } from './service.js';
+export type {
+  AlarmKind,
+  DeterministicSignRequest,
+  DeterministicSignResult,
+  NonceGenRequest,
+  NonceGenResult,
+  SignRequest,
+  SignResult,
+  SignerCounters,
+  SignerKeystore,
+  SignerServiceOptions,
+} from './service.js';
+export { SignerError, toSignerError } from './errors.js';
+export type { ErrorInfo, SignerErrorCode } from './errors.js';
+export { DEFAULT_LIMITS, MAX_KEY_ID_LENGTH, SESSION_ID_BYTES } from './validate.js';
+export type { RequestLimits } from './validate.js';
+export { contextDigest, bindingDigest } from './digest.js';
+export type { SigningContext, SigningPath } from './digest.js';
