@@ -1,0 +1,131 @@
+// Each way of failing to open the keystore gives its own error, which names the cause and
+// never the PIN.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  Keystore,
+  KeystoreError,
+  ModuleLoadError,
+  PinMissingError,
+  TokenNotFoundError,
+  WrongPinError,
+} from '../../src/keystore/index.js';
+import { USER_PIN, setUpToken } from './helpers.js';
+import type { TestToken } from './helpers.js';
+
+let token: TestToken;
+let scratch: string;
+
+beforeAll(async () => {
+  token = await setUpToken('errors-token');
+  scratch = mkdtempSync(join(tmpdir(), 'keystore-errors-'));
+});
+
+async function openError(opts: Parameters<typeof Keystore.open>[0]): Promise<KeystoreError> {
+  const err = await Keystore.open(opts).then(
+    async (ks) => {
+      await ks.close();
+      return undefined;
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(KeystoreError);
+  return err as KeystoreError;
+}
+
+describe('opening', () => {
+  it('refuses a wrong PIN, without echoing it', async () => {
+    const err = await openError({ ...token.options, pin: 'not-the-pin-9999' });
+    expect(err).toBeInstanceOf(WrongPinError);
+    expect(err.code).toBe('WRONG_PIN');
+    expect(err.message).toContain('errors-token');
+    expect(err.message).not.toContain('not-the-pin-9999');
+    expect(String(err.stack)).not.toContain('not-the-pin-9999');
+  });
+
+  it('refuses a wrong PIN even while this process is logged in with the right one', async () => {
+    const good = await Keystore.open(token.options);
+    try {
+      const err = await openError({ ...token.options, pin: 'another-wrong-pin' });
+      expect(err).toBeInstanceOf(WrongPinError);
+      expect(await good.healthy()).toBe(true);
+    } finally {
+      await good.close();
+    }
+  });
+
+  it('reports a module that does not load', async () => {
+    const missing = await openError({ ...token.options, modulePath: join(scratch, 'no-such-module.so') });
+    expect(missing).toBeInstanceOf(ModuleLoadError);
+    expect(missing.code).toBe('MODULE_LOAD');
+    expect(missing.message).toContain('no-such-module.so');
+
+    const notALibrary = join(scratch, 'not-a-library.so');
+    writeFileSync(notALibrary, 'this is not an ELF file');
+    const bad = await openError({ ...token.options, modulePath: notALibrary });
+    expect(bad).toBeInstanceOf(ModuleLoadError);
+    expect(bad.message).toContain('not-a-library.so');
+  });
+
+  it('reports a token that is not there, naming the ones that are', async () => {
+    const err = await openError({ ...token.options, tokenLabel: 'no-such-token' });
+    expect(err).toBeInstanceOf(TokenNotFoundError);
+    expect(err.code).toBe('TOKEN_NOT_FOUND');
+    expect(err.message).toContain('"no-such-token"');
+    expect(err.message).toContain('"errors-token"');
+  });
+
+  it('needs exactly one of PIN and PIN file', async () => {
+    const none = await openError({ modulePath: token.modulePath, tokenLabel: token.label });
+    expect(none).toBeInstanceOf(PinMissingError);
+    expect(none.code).toBe('PIN_MISSING');
+    const pinFile = join(scratch, 'pin');
+    writeFileSync(pinFile, `${USER_PIN}\n`);
+    const both = await openError({ ...token.options, pinFile });
+    expect(both.code).toBe('PIN_CONFLICT');
+  });
+
+  it('reads the PIN from a file, ignoring one trailing newline', async () => {
+    const pinFile = join(scratch, 'pin-ok');
+    writeFileSync(pinFile, `${USER_PIN}\n`, { mode: 0o600 });
+    const ks = await Keystore.open({ modulePath: token.modulePath, tokenLabel: token.label, pinFile });
+    try {
+      expect(await ks.healthy()).toBe(true);
+    } finally {
+      await ks.close();
+    }
+  });
+
+  it('reports a wrong, empty or missing PIN file without printing its content', async () => {
+    const wrong = join(scratch, 'pin-wrong');
+    writeFileSync(wrong, 'wrong-pin-in-file\n');
+    const err = await openError({ modulePath: token.modulePath, tokenLabel: token.label, pinFile: wrong });
+    expect(err).toBeInstanceOf(WrongPinError);
+    expect(err.message).not.toContain('wrong-pin-in-file');
+
+    const empty = join(scratch, 'pin-empty');
+    writeFileSync(empty, '\n');
+    expect((await openError({ modulePath: token.modulePath, tokenLabel: token.label, pinFile: empty })).code).toBe('PIN_MISSING');
+
+    const absent = await openError({ modulePath: token.modulePath, tokenLabel: token.label, pinFile: join(scratch, 'absent') });
+    expect(absent.code).toBe('PIN_FILE');
+    expect(absent.message).toContain('ENOENT');
+  });
+
+  it('refuses an invalid pool size', async () => {
+    await expect(Keystore.open({ ...token.options, poolSize: 0 })).rejects.toThrow(RangeError);
+  });
+});
+
+describe('after close', () => {
+  it('refuses work and reports unhealthy', async () => {
+    const ks = await Keystore.open(token.options);
+    await ks.close();
+    await ks.close(); // idempotent
+    await expect(ks.random(8)).rejects.toMatchObject({ code: 'CLOSED' });
+    expect(await ks.healthy()).toBe(false);
+  });
+});
+
