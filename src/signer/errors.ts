@@ -5,7 +5,7 @@
 
 import { InvalidContributionError, InvalidInputError, Musig2Error } from '../musig2/index.js';
 import type { Contribution } from '../musig2/index.js';
-import { KeystoreError } from '../keystore/errors.js';
+import { KeystoreError } from '../keystore/index.js';
 import {
   LedgerError,
   LedgerUnavailableError,

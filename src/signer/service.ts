@@ -14,7 +14,7 @@ import { pino, type Logger } from 'pino';
 import * as musig2 from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
 import { cpointExt } from '../musig2/encoding.js';
-import type { Keystore } from '../keystore/keystore.js';
+import type { Keystore } from '../keystore/index.js';
 import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } from '../ledger/index.js';
 import { bindingDigest, contextDigest } from './digest.js';
 import { SignerError, toSignerError } from './errors.js';
