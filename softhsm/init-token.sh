@@ -45,12 +45,13 @@ if ! module=$(find_module); then
   fi
 fi
 
-mkdir -p "$dir/tokens"
-dir=$(cd "$dir" && pwd -P)
-tokendir="$dir/tokens"
-case "$tokendir" in
-  /var/lib/softhsm | /var/lib/softhsm/*) die "refusing to use the system-wide token directory $tokendir" ;;
+# Checked before anything is created or chmod-ed.
+dir=$(realpath -m -- "$dir")
+case "$dir/" in
+  /var/lib/softhsm/*) die "refusing to use the system-wide token directory under /var/lib/softhsm" ;;
 esac
+tokendir="$dir/tokens"
+mkdir -p "$tokendir"
 chmod 700 "$dir" "$tokendir"
 
 # Write the config only when it differs, so a rerun leaves the file untouched.
