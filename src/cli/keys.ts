@@ -77,7 +77,12 @@ function parseFlags(argv: string[], withLabel: boolean): Record<string, unknown>
       },
     }).values;
   } catch (err) {
-    throw new CliError(`${(err as Error).message}\n\n${USAGE}`, 2);
+    // parseArgs quotes a stray argument back, and a stray argument may be a pasted secret.
+    const message =
+      (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+        ? 'unexpected argument (not shown); a secret is read from stdin, never from the command line'
+        : (err as Error).message;
+    throw new CliError(`${message}\n\n${USAGE}`, 2);
   }
 }
 
