@@ -12,6 +12,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'create, import (hex secret on stdin) or list the keys sealed in the PKCS#11 token',
     load: async () => (await import('./keys.js')).runKeys,
   },
+  serve: {
+    summary: 'run the signer daemon (gRPC Signer and Aggregator, health, reflection)',
+    load: async () => (await import('./serve.js')).runServe,
+  },
+  sign: {
+    summary: 'coordinate a full signing session across signer daemons and print the signature',
+    load: async () => (await import('./sign.js')).runSign,
+  },
 };
 
 function usage(): string {

@@ -1,0 +1,136 @@
+// Configuration of `musig2-signer serve`: each setting from a flag, else the environment, else
+// a default, through the shared settings machinery of config.ts (PKCS#11 settings included).
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { KeystoreOptions } from '../keystore/index.js';
+import { keystoreOptions, PKCS11_SETTINGS, resolveSettings, settingOptions, settingsHelp } from './config.js';
+import type { Setting } from './config.js';
+import { CliError } from './errors.js';
+
+/** The project-local data folder (git-ignored), for `npm start` and the default ledger. */
+export const PROJECT_DATA_DIR = fileURLToPath(new URL('../../.local/data/', import.meta.url));
+export const DEFAULT_LISTEN = '127.0.0.1:50051';
+export const DEFAULT_LEDGER = `sqlite:${PROJECT_DATA_DIR}ledger.sqlite`;
+
+export const SERVE_SETTINGS = {
+  listen: {
+    flag: 'listen',
+    env: 'MUSIG2_LISTEN',
+    description: `gRPC HOST:PORT (default ${DEFAULT_LISTEN}; port 0 picks one)`,
+    default: () => DEFAULT_LISTEN,
+  },
+  ledger: {
+    flag: 'ledger',
+    env: 'MUSIG2_LEDGER',
+    description: 'nonce ledger, sqlite:PATH (default under .local/data/)',
+    default: () => DEFAULT_LEDGER,
+  },
+  tlsCert: { flag: 'tls-cert', env: 'MUSIG2_TLS_CERT', description: 'server certificate, PEM' },
+  tlsKey: { flag: 'tls-key', env: 'MUSIG2_TLS_KEY', description: 'server private key, PEM' },
+  tlsClientCa: {
+    flag: 'tls-client-ca',
+    env: 'MUSIG2_TLS_CLIENT_CA',
+    description: 'require client certificates signed by this CA (mTLS)',
+  },
+  metricsListen: {
+    flag: 'metrics-listen',
+    env: 'MUSIG2_METRICS_LISTEN',
+    description: 'Prometheus /metrics HOST:PORT (off by default)',
+  },
+  sessionTtlMs: {
+    flag: 'session-ttl-ms',
+    env: 'MUSIG2_SESSION_TTL_MS',
+    description: 'round-1 session lifetime in ms (default 300000)',
+    default: () => '300000',
+  },
+  maxSessions: {
+    flag: 'max-sessions',
+    env: 'MUSIG2_MAX_SESSIONS',
+    description: 'cap on open round-1 sessions (default 10000)',
+    default: () => '10000',
+  },
+  maxMessageBytes: {
+    flag: 'max-message-bytes',
+    env: 'MUSIG2_MAX_MESSAGE_BYTES',
+    description: 'longest message accepted (default 65536)',
+    default: () => '65536',
+  },
+  maxSigners: {
+    flag: 'max-signers',
+    env: 'MUSIG2_MAX_SIGNERS',
+    description: 'most public keys in one request (default 100)',
+    default: () => '100',
+  },
+  shutdownGraceMs: {
+    flag: 'shutdown-grace-ms',
+    env: 'MUSIG2_SHUTDOWN_GRACE_MS',
+    description: 'on SIGTERM, how long in-flight calls may finish (default 10000)',
+    default: () => '10000',
+  },
+  logLevel: { flag: 'log-level', env: 'MUSIG2_LOG_LEVEL', description: 'pino log level (default info)', default: () => 'info' },
+} as const satisfies Record<string, Setting>;
+
+export interface ServeConfig {
+  listen: string;
+  /** Allow plaintext on a non-loopback address. */
+  insecure: boolean;
+  ledger: string;
+  sessionTtlMs: number;
+  maxSessions: number;
+  maxMessageBytes: number;
+  maxSigners: number;
+  metricsListen?: string;
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string };
+  shutdownGraceMs: number;
+  logLevel: string;
+  keystore: KeystoreOptions;
+}
+
+export function serveUsage(): string {
+  return [
+    'usage: musig2-signer serve [options]',
+    '',
+    `  ${'--insecure'.padEnd(46)} allow plaintext gRPC on a non-loopback address`,
+    settingsHelp(SERVE_SETTINGS),
+    settingsHelp(PKCS11_SETTINGS),
+  ].join('\n');
+}
+
+function positiveInt(flag: string, text: string): number {
+  if (!/^\d{1,12}$/.test(text) || Number(text) < 1) throw new CliError(`--${flag} must be a positive whole number, got '${text}'`, 2);
+  return Number(text);
+}
+
+export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: { ...settingOptions(SERVE_SETTINGS), ...settingOptions(PKCS11_SETTINGS), insecure: { type: 'boolean' } },
+    }));
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n\n${serveUsage()}`, 2);
+  }
+  const s = resolveSettings(SERVE_SETTINGS, values, env);
+  const { tlsCert, tlsKey, tlsClientCa } = s;
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new CliError('TLS needs both a certificate and a key', 2);
+  if (tlsClientCa !== undefined && tlsCert === undefined) throw new CliError('a client CA needs a server certificate and key', 2);
+  const int = (key: keyof typeof SERVE_SETTINGS) => positiveInt(SERVE_SETTINGS[key].flag, s[key]!);
+
+  return {
+    listen: s.listen!,
+    insecure: values.insecure === true,
+    ledger: s.ledger!,
+    sessionTtlMs: int('sessionTtlMs'),
+    maxSessions: int('maxSessions'),
+    maxMessageBytes: int('maxMessageBytes'),
+    maxSigners: int('maxSigners'),
+    metricsListen: s.metricsListen,
+    tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey, ...(tlsClientCa ? { clientCaFile: tlsClientCa } : {}) } : undefined,
+    shutdownGraceMs: int('shutdownGraceMs'),
+    logLevel: s.logLevel!,
+    keystore: keystoreOptions(values, env),
+  };
+}

@@ -1,0 +1,137 @@
+// `musig2-signer serve`: the signer daemon. Opens the token and the ledger, serves gRPC until
+// SIGTERM or SIGINT, then drains in-flight calls, wipes every open session and closes the
+// token and the ledger. Logs are JSON lines on stderr; the one that says "listening on ADDR"
+// carries the bound address (useful with port 0).
+import { readFile } from 'node:fs/promises';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { Keystore } from '../keystore/index.js';
+import { openLedger } from '../ledger/index.js';
+import type { NonceLedger } from '../ledger/index.js';
+import {
+  DaemonServer,
+  InsecureListenError,
+  isLoopbackHost,
+  ListenAddressError,
+  Metrics,
+  parseListenAddress,
+} from '../server/index.js';
+import type { TlsMaterial } from '../server/index.js';
+import { SignerService } from '../signer/index.js';
+import { CliError } from './errors.js';
+import { parseServeArgs } from './serve-config.js';
+import type { ServeConfig } from './serve-config.js';
+
+async function readTls(tls: NonNullable<ServeConfig['tls']>): Promise<TlsMaterial> {
+  const read = async (file: string, what: string) => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new CliError(`cannot read TLS ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? 'read failed'}`);
+    }
+  };
+  return {
+    cert: await read(tls.certFile, 'certificate'),
+    key: await read(tls.keyFile, 'key'),
+    ...(tls.clientCaFile ? { clientCa: await read(tls.clientCaFile, 'client CA') } : {}),
+  };
+}
+
+/** Resolves with the first SIGTERM or SIGINT. */
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(signal);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+}
+
+export async function runServe(argv: string[]): Promise<number> {
+  const config = parseServeArgs(argv);
+  try {
+    const { host } = parseListenAddress(config.listen);
+    if (config.metricsListen) parseListenAddress(config.metricsListen);
+    // Refuse before touching the token; DaemonServer.start checks again.
+    if (!config.tls && !config.insecure && !isLoopbackHost(host)) throw new InsecureListenError(config.listen);
+  } catch (err) {
+    if (err instanceof ListenAddressError || err instanceof InsecureListenError) throw new CliError(err.message, 2);
+    throw err;
+  }
+  const logger: Logger = pino(
+    { name: 'musig2-signer', level: config.logLevel, base: { pid: process.pid } },
+    pino.destination({ dest: 2, sync: true }),
+  );
+  // Listen for signals from the start, so a SIGTERM during startup still shuts down cleanly.
+  const signal = nextSignal();
+  const tls = config.tls ? await readTls(config.tls) : undefined;
+
+  const closers: { name: string; close: () => Promise<void> }[] = [];
+  const closeAll = async () => {
+    for (const c of closers.reverse()) {
+      try {
+        await c.close();
+      } catch (err) {
+        logger.error({ err }, `closing ${c.name} failed`);
+      }
+    }
+  };
+
+  let server: DaemonServer;
+  let signer: SignerService;
+  try {
+    const keystore = await Keystore.open(config.keystore);
+    closers.push({ name: 'keystore', close: () => keystore.close() });
+    const ledger: NonceLedger = await openLedger(config.ledger);
+    closers.push({ name: 'ledger', close: () => ledger.close() });
+
+    // Created before the signer so alarms can count; reads the session count lazily.
+    const metrics = new Metrics(() => signer.openSessions());
+    signer = new SignerService({
+      keystore,
+      ledger,
+      sessionTtlMs: config.sessionTtlMs,
+      maxSessions: config.maxSessions,
+      maxMessageBytes: config.maxMessageBytes,
+      maxSigners: config.maxSigners,
+      logger,
+      onAlarm: (kind, details) => {
+        metrics.alarms.inc({ kind });
+        if (kind === 'nonce_reuse_attempt') metrics.nonceReuseAttempts.inc();
+        logger.error({ alarm: kind, ...details }, `ALARM: ${kind}`);
+      },
+    });
+    closers.push({ name: 'signer', close: () => signer.close() });
+
+    if (config.metricsListen) {
+      const m = await metrics.listen(config.metricsListen);
+      closers.push({ name: 'metrics', close: m.close });
+      logger.info({ metricsAddress: m.address }, `metrics listening on ${m.address}`);
+    }
+    server = await DaemonServer.start({
+      signer,
+      logger,
+      listen: config.listen,
+      tls,
+      insecure: config.insecure,
+      limits: { maxMessageBytes: config.maxMessageBytes, maxSigners: config.maxSigners },
+      metrics,
+    });
+  } catch (err) {
+    await closeAll();
+    if (err instanceof InsecureListenError) throw new CliError(err.message, 2);
+    throw err;
+  }
+  logger.info({ address: server.address, tls: tls !== undefined }, `listening on ${server.address}`);
+
+  const got = await signal;
+  logger.info({ signal: got }, 'shutting down: draining in-flight calls');
+  const { forced } = await server.shutdown(config.shutdownGraceMs);
+  // SignerService.close() wipes every secret nonce still held; the keystore and ledger follow.
+  await closeAll();
+  logger.info({ forced }, 'stopped');
+  return 0;
+}

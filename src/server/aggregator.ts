@@ -1,0 +1,77 @@
+// The Aggregator service: stateless public BIP327 arithmetic. Each handler checks shapes,
+// calls the core, and encodes; the core's own errors map to statuses in errors.ts.
+import {
+  getPlainPk,
+  getXonlyPk,
+  keyAggAndTweak,
+  keySort,
+  nonceAgg,
+  partialSigAgg,
+  partialSigVerify,
+} from '../musig2/index.js';
+import type * as pb from '../client/protocol.js';
+import type { RequestLimits } from './validate.js';
+import {
+  boundedBytes,
+  bytesList,
+  fixedBytes,
+  index,
+  PSIG_BYTES,
+  PUBKEY_BYTES,
+  PUBNONCE_BYTES,
+  sameLength,
+  tweakList,
+} from './validate.js';
+
+const buf = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+
+export interface AggregatorHandlers {
+  keySort(req: pb.KeySortRequest): Promise<pb.KeySortResponse>;
+  keyAgg(req: pb.KeyAggRequest): Promise<pb.KeyAggResponse>;
+  nonceAgg(req: pb.NonceAggRequest): Promise<pb.NonceAggResponse>;
+  partialSigVerify(req: pb.PartialSigVerifyRequest): Promise<pb.PartialSigVerifyResponse>;
+  partialSigAgg(req: pb.PartialSigAggRequest): Promise<pb.PartialSigAggResponse>;
+}
+
+export function aggregatorHandlers(limits: RequestLimits): AggregatorHandlers {
+  const pubkeysOf = (value: unknown) => bytesList(value, 'pubkeys', PUBKEY_BYTES, limits.maxSigners);
+  const tweaksOf = (value: unknown) => tweakList(value, 'tweaks', limits.maxTweaks);
+  const messageOf = (value: unknown) => boundedBytes(value, 'message', limits.maxMessageBytes);
+
+  return {
+    async keySort(req) {
+      return { pubkeys: keySort(pubkeysOf(req.pubkeys)).map(buf) };
+    },
+
+    async keyAgg(req) {
+      const ctx = keyAggAndTweak(pubkeysOf(req.pubkeys), tweaksOf(req.tweaks));
+      return { aggregatePubkeyXonly: buf(getXonlyPk(ctx)), aggregatePubkey: buf(getPlainPk(ctx)) };
+    },
+
+    async nonceAgg(req) {
+      const pubnonces = bytesList(req.pubnonces, 'pubnonces', PUBNONCE_BYTES, limits.maxSigners);
+      return { aggnonce: buf(nonceAgg(pubnonces)) };
+    },
+
+    async partialSigVerify(req) {
+      const psig = fixedBytes(req.partialSig, 'partial_sig', PSIG_BYTES);
+      const pubnonces = bytesList(req.pubnonces, 'pubnonces', PUBNONCE_BYTES, limits.maxSigners);
+      const pubkeys = pubkeysOf(req.pubkeys);
+      sameLength(pubnonces, 'pubnonces', pubkeys, 'pubkeys');
+      const tweaks = tweaksOf(req.tweaks);
+      const msg = messageOf(req.message);
+      const i = index(req.signerIndex, 'signer_index', pubkeys.length);
+      return { valid: partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i) };
+    },
+
+    async partialSigAgg(req) {
+      const psigs = bytesList(req.partialSigs, 'partial_sigs', PSIG_BYTES, limits.maxSigners);
+      const aggnonce = fixedBytes(req.aggnonce, 'aggnonce', PUBNONCE_BYTES);
+      const pubkeys = pubkeysOf(req.pubkeys);
+      sameLength(pubkeys, 'pubkeys', psigs, 'partial_sigs');
+      const tweaks = tweaksOf(req.tweaks);
+      const msg = messageOf(req.message);
+      return { signature: buf(partialSigAgg(psigs, { aggnonce, pubkeys, tweaks, msg })) };
+    },
+  };
+}

@@ -1,0 +1,90 @@
+// One mapping from every error the handlers can see to a gRPC status, shared by both services.
+// BIP327 InvalidContributionErrors also get a google.rpc.ErrorInfo in the rich-error trailer so
+// a coordinator can name the culprit. Anything unexpected becomes INTERNAL with a generic
+// message: internal details stay in the log.
+import { Metadata, status as Status } from '@grpc/grpc-js';
+import type { ServiceError } from '@grpc/grpc-js';
+import type { ErrorInfo } from '../client/rich-status.js';
+import { encodeStatus, STATUS_DETAILS_KEY } from '../client/rich-status.js';
+import { PACKAGE } from '../client/protocol.js';
+import { InvalidContributionError, InvalidInputError, Musig2Error } from '../musig2/errors.js';
+import type { Contribution } from '../musig2/errors.js';
+import { SignerError } from '../signer/index.js';
+import { InvalidRequestError } from './validate.js';
+
+export const INVALID_CONTRIBUTION = 'INVALID_CONTRIBUTION';
+export const ERROR_DOMAIN = PACKAGE;
+
+const SIGNER_CODES: Record<SignerError['code'], Status> = {
+  INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
+  NOT_FOUND: Status.NOT_FOUND,
+  FAILED_PRECONDITION: Status.FAILED_PRECONDITION,
+  UNAVAILABLE: Status.UNAVAILABLE,
+  RESOURCE_EXHAUSTED: Status.RESOURCE_EXHAUSTED,
+  PERMISSION_DENIED: Status.PERMISSION_DENIED,
+  INTERNAL: Status.INTERNAL,
+};
+
+/** The request field a contribution kind lives in, so the message can name it. */
+const CONTRIBUTION_FIELDS: Record<Contribution, string> = {
+  pubkey: 'pubkeys',
+  pubnonce: 'pubnonces',
+  aggnonce: 'aggnonce',
+  aggothernonce: 'aggothernonce',
+  psig: 'partial_sigs',
+};
+
+export function contributionErrorInfo(signer: number | null, contribution: Contribution): ErrorInfo {
+  return {
+    reason: INVALID_CONTRIBUTION,
+    domain: ERROR_DOMAIN,
+    metadata: { signer: signer === null ? 'aggregator' : String(signer), contribution },
+  };
+}
+
+export function contributionMessage(signer: number | null, contribution: Contribution): string {
+  const field = CONTRIBUTION_FIELDS[contribution];
+  const where = signer === null || field === contribution ? field : `${field}[${signer}]`;
+  const who = signer === null ? 'the nonce aggregator' : `signer ${signer}`;
+  return `${where}: invalid ${contribution} from ${who}`;
+}
+
+/** A status the handlers return on purpose (as opposed to an unexpected exception). */
+export interface MappedStatus {
+  code: Status;
+  message: string;
+  errorInfo?: ErrorInfo;
+}
+
+/** Maps a known error to a status, or returns undefined for an unexpected one. */
+export function mapKnownError(err: unknown): MappedStatus | undefined {
+  if (err instanceof InvalidRequestError) return { code: Status.INVALID_ARGUMENT, message: err.message };
+  if (err instanceof InvalidContributionError) {
+    return {
+      code: Status.INVALID_ARGUMENT,
+      message: contributionMessage(err.signer, err.contrib),
+      errorInfo: contributionErrorInfo(err.signer, err.contrib),
+    };
+  }
+  if (err instanceof InvalidInputError) {
+    return { code: Status.INVALID_ARGUMENT, message: err.argument ? `${err.argument}: ${err.message}` : err.message };
+  }
+  if (err instanceof SignerError) {
+    return { code: SIGNER_CODES[err.code] ?? Status.INTERNAL, message: err.message, errorInfo: err.errorInfo && { domain: ERROR_DOMAIN, ...err.errorInfo } };
+  }
+  // Any other core error is still a verdict on the input, never a server fault.
+  if (err instanceof Musig2Error) return { code: Status.INVALID_ARGUMENT, message: err.message };
+  return undefined;
+}
+
+export const INTERNAL_MESSAGE = 'internal error';
+
+/** The ServiceError grpc-js sends, with the rich-error trailer when there is an ErrorInfo. */
+export function toServiceError(mapped: MappedStatus): Partial<ServiceError> {
+  const metadata = new Metadata();
+  if (mapped.errorInfo) {
+    const details = encodeStatus({ code: mapped.code, message: mapped.message, errorInfos: [mapped.errorInfo] });
+    metadata.set(STATUS_DETAILS_KEY, Buffer.from(details));
+  }
+  return { code: mapped.code, details: mapped.message, metadata };
+}

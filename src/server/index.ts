@@ -1,0 +1,133 @@
+// The gRPC server: Signer and Aggregator services, grpc.health.v1 and server reflection on one
+// port. Plaintext is refused on non-loopback addresses unless the caller explicitly allows it.
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { ServiceDefinition } from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import type { Logger } from 'pino';
+import { AGGREGATOR_SERVICE, loadPackageDefinition, SIGNER_SERVICE } from '../client/protocol.js';
+import { aggregatorHandlers } from './aggregator.js';
+import { HealthMonitor } from './health.js';
+import type { HealthSource } from './health.js';
+import { formatListenAddress, isLoopbackHost, parseListenAddress } from './listen.js';
+import type { Metrics } from './metrics.js';
+import { unary, withSafeDecoding } from './rpc.js';
+import type { CallContext } from './rpc.js';
+import { signerHandlers } from './signer.js';
+import type { SignerBackend } from './signer.js';
+import { DEFAULT_LIMITS } from '../signer/index.js';
+import type { RequestLimits } from './validate.js';
+
+export { Metrics } from './metrics.js';
+export { HealthMonitor } from './health.js';
+export { isLoopbackHost, parseListenAddress, formatListenAddress, ListenAddressError } from './listen.js';
+export { InvalidRequestError } from './validate.js';
+export type { RequestLimits } from './validate.js';
+
+/** PEM-encoded TLS material; with a client CA the server requires client certificates (mTLS). */
+export interface TlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+  clientCa?: Buffer;
+}
+
+export interface DaemonServerOptions {
+  signer: SignerBackend & HealthSource;
+  logger: Logger;
+  /** HOST:PORT; port 0 picks a free port (see `address` afterwards). */
+  listen: string;
+  tls?: TlsMaterial;
+  /** Allow plaintext on a non-loopback address. */
+  insecure?: boolean;
+  /** Size limits for the Aggregator; pass the ones SignerService was given (default: its defaults). */
+  limits?: Partial<RequestLimits>;
+  metrics?: Metrics;
+  healthIntervalMs?: number;
+}
+
+export class InsecureListenError extends Error {
+  constructor(address: string) {
+    super(`refusing plaintext gRPC on non-loopback address ${address}: configure TLS or pass --insecure`);
+    this.name = 'InsecureListenError';
+  }
+}
+
+/** Room for the repeated fields around the largest allowed message; oversized frames are refused by grpc-js. */
+const FRAME_OVERHEAD_BYTES = 1024 * 1024;
+
+export class DaemonServer {
+  private constructor(
+    private readonly server: Server,
+    readonly health: HealthMonitor,
+    /** The bound address, with the real port when 0 was asked for. */
+    readonly address: string,
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(opts: DaemonServerOptions): Promise<DaemonServer> {
+    const requested = parseListenAddress(opts.listen);
+    if (!opts.tls && !opts.insecure && !isLoopbackHost(requested.host)) throw new InsecureListenError(opts.listen);
+    const limits: RequestLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+
+    const health = new HealthMonitor(opts.signer, opts.logger, opts.healthIntervalMs);
+    const ctx: CallContext = {
+      logger: opts.logger,
+      metrics: opts.metrics,
+      onUnavailable: () => void health.check(),
+    };
+    const server = new Server({
+      'grpc.max_receive_message_length': limits.maxMessageBytes + FRAME_OVERHEAD_BYTES,
+    });
+
+    const packageDefinition = loadPackageDefinition();
+    const signer = signerHandlers(opts.signer);
+    server.addService(withSafeDecoding(packageDefinition[SIGNER_SERVICE] as ServiceDefinition), {
+      ListKeys: unary('ListKeys', ctx, signer.listKeys),
+      NonceGen: unary('NonceGen', ctx, signer.nonceGen),
+      Sign: unary('Sign', ctx, signer.sign),
+      DeterministicSign: unary('DeterministicSign', ctx, signer.deterministicSign),
+    });
+    const aggregator = aggregatorHandlers(limits);
+    server.addService(withSafeDecoding(packageDefinition[AGGREGATOR_SERVICE] as ServiceDefinition), {
+      KeySort: unary('KeySort', ctx, aggregator.keySort),
+      KeyAgg: unary('KeyAgg', ctx, aggregator.keyAgg),
+      NonceAgg: unary('NonceAgg', ctx, aggregator.nonceAgg),
+      PartialSigVerify: unary('PartialSigVerify', ctx, aggregator.partialSigVerify),
+      PartialSigAgg: unary('PartialSigAgg', ctx, aggregator.partialSigAgg),
+    });
+    health.implementation.addToServer(server);
+    new ReflectionService(packageDefinition).addToServer(server);
+
+    const credentials = opts.tls
+      ? ServerCredentials.createSsl(
+          opts.tls.clientCa ?? null,
+          [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }],
+          opts.tls.clientCa !== undefined,
+        )
+      : ServerCredentials.createInsecure();
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(formatListenAddress(requested), credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
+    );
+    await health.start();
+    return new DaemonServer(server, health, formatListenAddress({ host: requested.host, port }), opts.logger);
+  }
+
+  /**
+   * Stops accepting calls, lets in-flight calls finish for up to `graceMs`, then cancels what is
+   * left. Returns whether anything had to be cancelled.
+   */
+  async shutdown(graceMs: number): Promise<{ forced: boolean }> {
+    this.health.stop();
+    let timer: NodeJS.Timeout | undefined;
+    const drained = new Promise<boolean>((resolve) => this.server.tryShutdown(() => resolve(true)));
+    const deadline = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), graceMs);
+    });
+    const clean = await Promise.race([drained, deadline]);
+    clearTimeout(timer);
+    if (!clean) {
+      this.logger.warn({ graceMs }, 'in-flight calls did not finish in time; cancelling them');
+      this.server.forceShutdown();
+    }
+    return { forced: !clean };
+  }
+}

@@ -1,0 +1,78 @@
+// Plumbing shared by every unary handler: bytes that do not decode become INVALID_ARGUMENT
+// instead of grpc-js's INTERNAL, every promise is settled into exactly one callback, nothing
+// can throw out of a handler, and each call is counted and timed.
+import { status as Status } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerUnaryCall, ServiceDefinition, UntypedHandleCall } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { INTERNAL_MESSAGE, mapKnownError, toServiceError } from './errors.js';
+import type { MappedStatus } from './errors.js';
+import type { Metrics } from './metrics.js';
+import { InvalidRequestError } from './validate.js';
+
+/** Stands in for a request whose bytes are not a valid protobuf message. */
+const UNDECODABLE: unique symbol = Symbol('undecodable request');
+interface Undecodable {
+  [UNDECODABLE]: string;
+}
+
+function isUndecodable(value: unknown): value is Undecodable {
+  return typeof value === 'object' && value !== null && UNDECODABLE in value;
+}
+
+/** A copy of `definition` whose request decoders report failure as a value rather than throwing. */
+export function withSafeDecoding(definition: ServiceDefinition): ServiceDefinition {
+  const out: Record<string, ServiceDefinition[string]> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const decode = method.requestDeserialize;
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return decode(bytes);
+        } catch {
+          return { [UNDECODABLE]: name } satisfies Undecodable;
+        }
+      },
+    };
+  }
+  return out as ServiceDefinition;
+}
+
+export interface CallContext {
+  logger: Logger;
+  metrics?: Metrics;
+  /** Called when a call fails with UNAVAILABLE, so health can be re-checked at once. */
+  onUnavailable?: () => void;
+}
+
+export function unary<Req, Res>(method: string, ctx: CallContext, handle: (req: Req) => Promise<Res>): UntypedHandleCall {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const endTimer = ctx.metrics?.latency.startTimer({ method });
+    const finish = (code: Status) => {
+      endTimer?.();
+      ctx.metrics?.calls.inc({ method, code: Status[code] ?? String(code) });
+    };
+    const request: unknown = call.request;
+    const run = async (): Promise<Res> => {
+      if (isUndecodable(request)) throw new InvalidRequestError('request', `bytes are not a valid ${method} request message`);
+      return handle(request as Req);
+    };
+    run().then(
+      (response) => {
+        finish(Status.OK);
+        callback(null, response);
+      },
+      (err: unknown) => {
+        let mapped: MappedStatus | undefined = mapKnownError(err);
+        if (mapped === undefined) {
+          // Log the error itself, never the request: keep logs lean and free of caller data.
+          ctx.logger.error({ err, method }, 'unexpected error in handler');
+          mapped = { code: Status.INTERNAL, message: INTERNAL_MESSAGE };
+        }
+        if (mapped.code === Status.UNAVAILABLE) ctx.onUnavailable?.();
+        finish(mapped.code);
+        callback(toServiceError(mapped));
+      },
+    );
+  };
+}

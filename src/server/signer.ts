@@ -1,0 +1,64 @@
+// The Signer service adapter: pass the decoded request to SignerService and encode its answer.
+// SignerService validates every field itself (naming the proto field on failure), and owns
+// policy, sessions and the ledger; nothing here duplicates it.
+import type * as pb from '../client/protocol.js';
+import type { SignerService } from '../signer/index.js';
+
+const buf = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+
+/** The part of SignerService the gRPC layer uses. */
+export type SignerBackend = Pick<SignerService, 'listKeys' | 'nonceGen' | 'sign' | 'deterministicSign'>;
+
+export interface SignerHandlers {
+  listKeys(req: Record<string, never>): Promise<pb.ListKeysResponse>;
+  nonceGen(req: pb.NonceGenRequest): Promise<pb.NonceGenResponse>;
+  sign(req: pb.SignRequest): Promise<pb.SignResponse>;
+  deterministicSign(req: pb.DeterministicSignRequest): Promise<pb.DeterministicSignResponse>;
+}
+
+/** proto3 `optional` fields decode as undefined when absent; an empty value is present. */
+const optional = (value: Buffer | null | undefined): Buffer | undefined => value ?? undefined;
+
+export function signerHandlers(signer: SignerBackend): SignerHandlers {
+  return {
+    async listKeys() {
+      const keys = await signer.listKeys();
+      return { keys: keys.map((k) => ({ keyId: k.keyId, publicKey: buf(k.publicKey) })) };
+    },
+
+    async nonceGen(req) {
+      const res = await signer.nonceGen({
+        keyId: req.keyId,
+        pubkeys: req.pubkeys,
+        tweaks: req.tweaks,
+        message: optional(req.message),
+        extraIn: req.extraIn,
+      });
+      return { sessionId: buf(res.sessionId), pubnonce: buf(res.pubnonce), expiresAtUnixMs: res.expiresAtUnixMs };
+    },
+
+    async sign(req) {
+      const res = await signer.sign({
+        sessionId: req.sessionId,
+        aggnonce: req.aggnonce,
+        pubkeys: req.pubkeys,
+        tweaks: req.tweaks,
+        message: req.message,
+      });
+      return { partialSig: buf(res.partialSig), pubnonce: buf(res.pubnonce) };
+    },
+
+    async deterministicSign(req) {
+      const res = await signer.deterministicSign({
+        keyId: req.keyId,
+        aggothernonce: req.aggothernonce,
+        pubkeys: req.pubkeys,
+        tweaks: req.tweaks,
+        message: req.message,
+        // 32 zero bytes are a present rand, distinct from an absent one.
+        rand: optional(req.rand),
+      });
+      return { pubnonce: buf(res.pubnonce), partialSig: buf(res.partialSig) };
+    },
+  };
+}
