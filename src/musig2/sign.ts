@@ -2,11 +2,11 @@
  * BIP327 session values, Sign, DeterministicSign, PartialSigVerify and PartialSigAgg.
  */
 import {
-  N, Point, bytes32, cbytes, checkByteList, checkBytes, concat, cpoint, cpointExt,
+  N, Point, bytes32, cbytes, checkByteList, checkBytes, concat, cpointExt,
   equalBytes, hasEvenY, modN, toInt, uintBytes, xbytes,
 } from './encoding.js';
 import { hashAux, hashChallenge, hashDetNonce, hashNonceCoef } from './hash.js';
-import { mulBasePublic, mulBaseSecret, mulPublicKey } from './curve.js';
+import { msmPublic, mulBaseSecret } from './curve.js';
 import { InvalidContributionError, InvalidInputError, Musig2Error } from './errors.js';
 import { checkTweaks, keyAggAndTweakSet, keyCoef } from './keyagg.js';
 import type { KeyAggContext, KeySet, Tweak } from './keyagg.js';
@@ -63,7 +63,7 @@ function sessionValues(
     R2 = cpointExt(aggnonce.subarray(33, 66));
     if (R1 === null || R2 === null) throw new InvalidContributionError(null, 'aggnonce', 'not a valid pair of points');
   }
-  const Rp = R1.add(R2.multiplyUnsafe(b));
+  const Rp = R1.add(msmPublic([R2], [b]));
   const R = Rp.is0() ? Point.BASE : Rp;
   const Rx = xbytes(R);
   const e = modN(toInt(hashChallenge(Rx, Qx, msg)));
@@ -71,18 +71,17 @@ function sessionValues(
 }
 
 /**
- * PartialSigVerifyInternal for one signer, given the decoded pubnonce points, the signer's
- * key point P (with `id` for the key-table cache) and its coefficient a.
- * s·G == Re + e·a·g'·P  ⇔  s·G − e·a·g'·P == Re. Public data only: variable time.
+ * PartialSigVerifyInternal for one signer, given the signer's pubnonce points, key point P and
+ * key aggregation coefficient a. With Re = ±(R*1 + b·R*2) (sign of has_even_y(R)) and
+ * g' = g·gacc, the BIP's check s·G == Re + e·a·g'·P is evaluated as one multi-scalar product:
+ * s·G − e·a·g'·P ∓ b·R*2 == ±R*1. Public data only: variable time.
  */
-function verifyInternal(s: bigint, Rs1: Point, Rs2: Point, id: string, P: Point, a: bigint, sv: SessionValues): boolean {
+function verifyInternal(s: bigint, Rs1: Point, Rs2: Point, P: Point, a: bigint, sv: SessionValues): boolean {
   if (s >= N) return false;
-  const Re0 = Rs1.add(Rs2.multiplyUnsafe(sv.b));
-  const Re = sv.Reven ? Re0 : Re0.negate();
   const g = sv.Qeven ? 1n : N - 1n;
-  const gp = modN(g * sv.kctx.gacc);
-  const lhs = mulBasePublic(s).subtract(mulPublicKey(id, P, modN(sv.e * a * gp)));
-  return lhs.equals(Re);
+  const eag = modN(sv.e * a * g * sv.kctx.gacc);
+  const lhs = msmPublic([P, Rs2], [modN(-eag), sv.Reven ? modN(-sv.b) : sv.b], s);
+  return lhs.equals(sv.Reven ? Rs1 : Rs1.negate());
 }
 
 /**
@@ -110,14 +109,11 @@ function signCore(
   const s = modN(k1 + sv.b * k2 + sv.e * a * d);
   const psig = bytes32(s);
 
-  // Self-verification against the public data: the pubnonce as it would be published, and the
+  // Self-verification against the public data: the pubnonce points as published, and the
   // signer's key as decoded from the key list.
   const pair = known?.pair ?? noncePoints(k1p, k2p);
-  const pubnonce = encodePubnonce(pair);
-  const Rs1 = cpoint(pubnonce.subarray(0, 33));
-  const Rs2 = cpoint(pubnonce.subarray(33, 66));
   const Pk = sv.keyset.points[found.index] as Point;
-  if (Rs1 === null || Rs2 === null || !verifyInternal(s, Rs1, Rs2, sv.keyset.pubkeysHex[found.index] as string, Pk, a, sv)) {
+  if (!verifyInternal(s, pair.R1, pair.R2, Pk, a, sv)) {
     throw new Musig2Error('partial signature failed self-verification; not released');
   }
   return psig;
@@ -217,7 +213,7 @@ export function partialSigVerify(
   const [Rs1, Rs2] = decoded[i] as [Point, Point];
   const s = toInt(psig);
   const ks = sv.keyset;
-  return verifyInternal(s, Rs1, Rs2, ks.pubkeysHex[i] as string, ks.points[i] as Point, ks.coefs[i] as bigint, sv);
+  return verifyInternal(s, Rs1, Rs2, ks.points[i] as Point, ks.coefs[i] as bigint, sv);
 }
 
 /** PartialSigAgg(psig_1..u, session_ctx): the 64-byte BIP340 signature. */
