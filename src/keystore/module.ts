@@ -74,7 +74,9 @@ export class Pkcs11Module {
    * under it.
    */
   async run<T>(fn: () => T | Promise<T>): Promise<T> {
-    while (this.reinitializing) await this.reinitializing;
+    // A failed re-initialization surfaces as CKR_CRYPTOKI_NOT_INITIALIZED inside fn, which
+    // the pool treats as a lost connection and retries; its own error is not ours to throw.
+    while (this.reinitializing) await this.reinitializing.catch(() => undefined);
     this.inFlight++;
     try {
       return await fn();
