@@ -1,0 +1,261 @@
+// Core benchmark: one signer's Sign, DeterministicSign, PartialSigVerify and KeyAgg, ours beside
+// @brandonblack/musig (noble v2 backend) and @scure/btc-signer, interleaved in the same run.
+//
+// Warm: every call uses the same key set (and, for brandonblack, the same array object, which is
+// what its internal caches key on). Cold: every call gets a key set nobody has seen, built
+// outside the timed region. No tweaks, 32-byte messages, a fresh message per call. Each library
+// runs with its defaults, which for all three include self-verification of the partial signature.
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js';
+import { bytesToHex, concatBytes, randomBytes } from '@noble/hashes/utils.js';
+import * as scure from '@scure/btc-signer/musig2.js';
+import * as ours from '../src/musig2/index.js';
+import { brandonblack, brandonblackPeer } from '../test/peers/brandonblack.js';
+import { scurePeer } from '../test/peers/scure.js';
+import type { Comparison, Contender } from './harness.js';
+import { benchTimeMs, compare, environment, fmtOps, fmtRatio, markdownTable } from './harness.js';
+
+const Point = secp256k1.Point;
+type Point = InstanceType<typeof Point>;
+const N = Point.Fn.ORDER;
+const NO_TWEAKS: never[] = [];
+const SIZES = [2, 3, 16] as const;
+const NAMES = ['ours', 'brandonblack', 'scure'] as const;
+type Name = (typeof NAMES)[number];
+type Op = 'Sign' | 'DeterministicSign' | 'PartialSigVerify' | 'KeyAgg';
+const OPS: readonly Op[] = ['Sign', 'DeterministicSign', 'PartialSigVerify', 'KeyAgg'];
+
+interface KeySet {
+  readonly sk: Uint8Array; // the benchmarked signer's key; its pubkey is pubkeys[0]
+  readonly pubkeys: Uint8Array[];
+}
+
+/**
+ * Fresh key sets cheaply: consecutive secret keys s, s+1, ... so each public key is the previous
+ * one plus G (a point addition, not a scalar multiplication). Only their bytes matter here.
+ */
+class KeyFactory {
+  private s = bytesToNumberBE(secp256k1.utils.randomSecretKey());
+  private P: Point = Point.BASE.multiply(this.s);
+
+  next(u: number): KeySet {
+    const sk = numberToBytesBE(this.s, 32);
+    const pubkeys: Uint8Array[] = [];
+    for (let j = 0; j < u; j++) {
+      pubkeys.push(this.P.toBytes(true));
+      this.P = this.P.add(Point.BASE);
+      this.s = (this.s + 1n) % N;
+      if (this.s === 0n) throw new Error('KeyFactory wrapped around n');
+    }
+    return { sk, pubkeys };
+  }
+}
+
+/** Random nonce pairs (k1, k2, pubnonce); a secnonce is k1 || k2 || pk for any signer. */
+const NONCES = Array.from({ length: 64 }, () => {
+  const k = concatBytes(secp256k1.utils.randomSecretKey(), secp256k1.utils.randomSecretKey());
+  const pubnonce = concatBytes(
+    secp256k1.getPublicKey(k.subarray(0, 32), true),
+    secp256k1.getPublicKey(k.subarray(32), true),
+  );
+  return { k, pubnonce };
+});
+const pickNonce = (): (typeof NONCES)[number] => NONCES[Math.floor(Math.random() * NONCES.length)]!;
+
+interface SignIn {
+  readonly key: KeySet;
+  readonly secnonce: Uint8Array;
+  readonly pubnonce: Uint8Array;
+  readonly aggnonce: Uint8Array;
+  readonly msg: Uint8Array;
+}
+interface DetIn {
+  readonly key: KeySet;
+  readonly aggothernonce: Uint8Array;
+  readonly msg: Uint8Array;
+}
+interface VerifyIn {
+  readonly key: KeySet;
+  readonly pubnonces: Uint8Array[];
+  readonly psig: Uint8Array;
+  readonly msg: Uint8Array;
+}
+
+/** How to build one input of an operation, and how each library performs it. */
+interface OpSpec<I> {
+  make(key: KeySet): I;
+  /** Each input is used once: Sign consumes (wipes) its secnonce. */
+  fresh(x: I): I;
+  run: Record<Name, (x: I) => unknown>;
+}
+
+const signSpec: OpSpec<SignIn> = {
+  make: (key) => {
+    const n = pickNonce();
+    return {
+      key,
+      secnonce: concatBytes(n.k, key.pubkeys[0]!),
+      pubnonce: n.pubnonce,
+      // Any valid aggnonce will do for one signer's work; a pubnonce from the pool is one.
+      aggnonce: pickNonce().pubnonce,
+      msg: randomBytes(32),
+    };
+  },
+  fresh: (x) => ({ ...x, secnonce: x.secnonce.slice() }),
+  run: {
+    ours: (x) => ours.sign(x.secnonce, x.key.sk, { aggnonce: x.aggnonce, pubkeys: x.key.pubkeys, tweaks: NO_TWEAKS, msg: x.msg }),
+    brandonblack: (x) =>
+      brandonblackPeer.session(x.aggnonce, x.key.pubkeys, NO_TWEAKS, x.msg).sign(x.secnonce, x.pubnonce, x.key.sk),
+    scure: (x) => scurePeer.session(x.aggnonce, x.key.pubkeys, NO_TWEAKS, x.msg).sign(x.secnonce, x.pubnonce, x.key.sk),
+  },
+};
+
+const detSpec: OpSpec<DetIn> = {
+  make: (key) => ({ key, aggothernonce: pickNonce().pubnonce, msg: randomBytes(32) }),
+  fresh: (x) => x,
+  run: {
+    ours: (x) => ours.deterministicSign(x.key.sk, x.aggothernonce, x.key.pubkeys, NO_TWEAKS, x.msg),
+    brandonblack: (x) => brandonblackPeer.deterministicSign(x.key.sk, x.aggothernonce, x.key.pubkeys, NO_TWEAKS, x.msg),
+    scure: (x) => scurePeer.deterministicSign(x.key.sk, x.aggothernonce, x.key.pubkeys, NO_TWEAKS, x.msg),
+  },
+};
+
+const verifySpec: OpSpec<VerifyIn> = {
+  // A valid partial signature from signer 0, made with our core outside the timed region.
+  make: (key) => {
+    const own = pickNonce();
+    const pubnonces = key.pubkeys.map((_, j) => (j === 0 ? own.pubnonce : pickNonce().pubnonce));
+    const msg = randomBytes(32);
+    const aggnonce = ours.nonceAgg(pubnonces);
+    const psig = ours.sign(concatBytes(own.k, key.pubkeys[0]!), key.sk, {
+      aggnonce,
+      pubkeys: key.pubkeys,
+      tweaks: NO_TWEAKS,
+      msg,
+    });
+    return { key, pubnonces, psig, msg };
+  },
+  fresh: (x) => x,
+  run: {
+    ours: (x) => ours.partialSigVerify(x.psig, x.pubnonces, x.key.pubkeys, NO_TWEAKS, x.msg, 0),
+    brandonblack: (x) => brandonblackPeer.partialSigVerify(x.psig, x.pubnonces, x.key.pubkeys, NO_TWEAKS, x.msg, 0),
+    scure: (x) => scurePeer.partialSigVerify(x.psig, x.pubnonces, x.key.pubkeys, NO_TWEAKS, x.msg, 0),
+  },
+};
+
+const keyAggSpec: OpSpec<KeySet> = {
+  make: (key) => key,
+  fresh: (x) => x,
+  run: {
+    // keyAggAndTweak is the cached entry point the signer service uses; warm runs hit its LRU.
+    ours: (x) => ours.getXonlyPk(ours.keyAggAndTweak(x.pubkeys, NO_TWEAKS)),
+    brandonblack: (x) => brandonblack.getXOnlyPubkey(brandonblack.keyAgg(x.pubkeys)),
+    scure: (x) => scure.keyAggExport(scure.keyAggregate(x.pubkeys)),
+  },
+};
+
+function specFor(op: Op): OpSpec<unknown> {
+  const spec = op === 'Sign' ? signSpec : op === 'DeterministicSign' ? detSpec : op === 'PartialSigVerify' ? verifySpec : keyAggSpec;
+  return spec as OpSpec<unknown>;
+}
+
+/** A result as a comparable string: bytes as hex, objects field by field. */
+function fingerprint(v: unknown): string {
+  if (v instanceof Uint8Array) return bytesToHex(v);
+  if (typeof v === 'object' && v !== null) {
+    return Object.entries(v)
+      .map(([k, x]) => `${k}=${fingerprint(x)}`)
+      .join(',');
+  }
+  return String(v);
+}
+
+interface Cell {
+  readonly op: Op;
+  readonly u: number;
+  readonly warm: boolean;
+  readonly result: Comparison;
+}
+
+function measureCell(op: Op, u: number, warm: boolean, timeMs: number): Cell {
+  const spec = specFor(op);
+  const keys = new KeyFactory();
+  const warmKey = keys.next(u);
+  const nextKey = (): KeySet => (warm ? warmKey : keys.next(u));
+
+  // The three must agree on one shared input before their speed means anything.
+  const probe = spec.make(nextKey());
+  const outs = NAMES.map((name) => fingerprint(spec.run[name](spec.fresh(probe))));
+  if (new Set(outs).size !== 1 || outs[0] === 'false') {
+    throw new Error(`${op} u=${u}: the libraries disagree on the same input: ${NAMES.map((n, i) => `${n}: ${outs[i]}`).join('; ')}`);
+  }
+
+  const contenders: Contender[] = NAMES.map((name) => ({
+    name,
+    prepare: (n) => {
+      const inputs = Array.from({ length: n }, () => spec.fresh(spec.make(nextKey())));
+      const run = spec.run[name];
+      return (i) => run(inputs[i]);
+    },
+  }));
+  return { op, u, warm, result: compare(contenders, { timeMs }) };
+}
+
+const PASS = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
+
+export async function benchCore(): Promise<void> {
+  const timeMs = benchTimeMs(900);
+  const started = Date.now();
+  console.log('## Core: one signer, ours vs @brandonblack/musig (noble v2) vs @scure/btc-signer\n');
+  console.log(`${await environment()}; ${timeMs} ms per library per row (BENCH_TIME_MS), 5 interleaved rounds.\n`);
+
+  const cells: Cell[] = [];
+  for (const op of OPS) {
+    for (const u of SIZES) {
+      for (const warm of [true, false]) {
+        const cell = measureCell(op, u, warm, timeMs);
+        cells.push(cell);
+        const r = cell.result;
+        process.stderr.write(
+          `  ${op} u=${u} ${warm ? 'warm' : 'cold'}: ours ${fmtOps(r.get('ours').opsPerSec)}/s, ` +
+            `brandonblack ${fmtOps(r.get('brandonblack').opsPerSec)}/s, scure ${fmtOps(r.get('scure').opsPerSec)}/s\n`,
+        );
+      }
+    }
+  }
+
+  const rows = cells.map((c) => [
+    c.op,
+    String(c.u),
+    c.warm ? 'warm' : 'cold',
+    fmtOps(c.result.get('ours').opsPerSec),
+    fmtOps(c.result.get('brandonblack').opsPerSec),
+    fmtOps(c.result.get('scure').opsPerSec),
+    fmtRatio(c.result.ratio('ours', 'brandonblack')),
+    fmtRatio(c.result.ratio('ours', 'scure')),
+  ]);
+  console.log(
+    markdownTable(
+      ['operation', 'signers', 'keys', 'ours ops/s', 'brandonblack ops/s', 'scure ops/s', 'ours/brandonblack', 'ours/scure'],
+      rows,
+    ),
+  );
+
+  // Targets (informational: a benchmark never fails the build).
+  const det = (warm: boolean): Comparison => cells.find((c) => c.op === 'DeterministicSign' && c.u === 3 && c.warm === warm)!.result;
+  const warmBb = det(true).ratio('ours', 'brandonblack');
+  const warmSc = det(true).ratio('ours', 'scure');
+  const coldBb = det(false).ratio('ours', 'brandonblack');
+  console.log('\nTargets, DeterministicSign with 3 signers:\n');
+  console.log(
+    markdownTable(
+      ['target', 'measured', 'result'],
+      [
+        ['warm >= 3x brandonblack', fmtRatio(warmBb), PASS(warmBb >= 3)],
+        ['warm >= 6x scure', fmtRatio(warmSc), PASS(warmSc >= 6)],
+        ['cold >= 1.5x brandonblack', fmtRatio(coldBb), PASS(coldBb >= 1.5)],
+      ],
+    ),
+  );
+  console.log(`\nCore section took ${((Date.now() - started) / 1000).toFixed(0)} s.\n`);
+}
