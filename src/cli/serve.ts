@@ -131,7 +131,8 @@ export async function runServe(argv: string[]): Promise<number> {
   logger.info({ signal: got }, 'shutting down: draining in-flight calls');
   const { forced } = await server.shutdown(config.shutdownGraceMs);
   // SignerService.close() wipes every secret nonce still held; the keystore and ledger follow.
+  const sessionsWiped = signer.openSessions();
   await closeAll();
-  logger.info({ forced }, 'stopped');
+  logger.info({ forced, sessionsWiped }, 'stopped');
   return 0;
 }

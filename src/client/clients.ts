@@ -21,7 +21,17 @@ export interface ClientOptions {
 }
 
 type Callback<Res> = (err: ServiceError | null, res?: Res) => void;
-type UnaryMethod = (req: unknown, metadata: Metadata, options: { deadline: number }, cb: Callback<unknown>) => void;
+type UnaryMethod = (
+  req: unknown,
+  metadata: Metadata,
+  options: { deadline: number; waitForReady?: boolean },
+  cb: Callback<unknown>,
+) => void;
+
+export interface CallOptions {
+  /** Wait for the connection to become ready (up to the deadline) instead of failing fast. */
+  waitForReady?: boolean;
+}
 
 const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
 const toBytes = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
@@ -58,10 +68,11 @@ abstract class BaseClient {
     this.deadlineMs = options.deadlineMs ?? 30_000;
   }
 
-  protected call<Res>(method: string, request: unknown, client: Client = this.client): Promise<Res> {
+  protected call<Res>(method: string, request: unknown, options: CallOptions = {}, client: Client = this.client): Promise<Res> {
     const fn = (client as unknown as Record<string, UnaryMethod>)[method]!;
+    const callOptions = { deadline: Date.now() + this.deadlineMs, waitForReady: options.waitForReady === true };
     return new Promise<Res>((resolve, reject) => {
-      fn.call(client, request, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, res) => {
+      fn.call(client, request, new Metadata(), callOptions, (err, res) => {
         if (err) reject(ClientError.fromServiceError(method, err));
         else resolve(res as Res);
       });
@@ -73,7 +84,7 @@ abstract class BaseClient {
     this.healthClient ??= new (constructorFor('grpc.health.v1.Health'))(this.endpoint, grpcCredentials.createInsecure(), {
       channelOverride: this.client.getChannel(),
     });
-    const res = await this.call<{ status: string }>('check', { service }, this.healthClient);
+    const res = await this.call<{ status: string }>('check', { service }, {}, this.healthClient);
     return res.status;
   }
 
@@ -153,14 +164,15 @@ export class SignerClient extends BaseClient {
     return { sessionId: toBytes(res.sessionId), pubnonce: toBytes(res.pubnonce), expiresAtUnixMs: Number(res.expiresAtUnixMs) };
   }
 
-  async sign(p: SignParams): Promise<SignResult> {
-    const res = await this.call<pb.SignResponse>('sign', {
+  async sign(p: SignParams, options?: CallOptions): Promise<SignResult> {
+    const req: pb.SignRequest = {
       sessionId: toBuffer(p.sessionId),
       aggnonce: toBuffer(p.aggnonce),
       pubkeys: p.pubkeys.map(toBuffer),
       tweaks: encodeTweaks(p.tweaks ?? []),
       message: toBuffer(p.message),
-    } satisfies pb.SignRequest);
+    };
+    const res = await this.call<pb.SignResponse>('sign', req, options);
     return { partialSig: toBytes(res.partialSig), pubnonce: toBytes(res.pubnonce) };
   }
 

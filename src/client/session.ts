@@ -220,8 +220,16 @@ async function attemptSession(
   // Round 2 on the random-nonce signers, each over the client that ran its round 1.
   const results = await Promise.allSettled(
     randomParties.map(async (p, i) => {
+      const params = { sessionId: round1[i]!.sessionId, aggnonce, pubkeys, tweaks, message };
       try {
-        return await p.client.sign({ sessionId: round1[i]!.sessionId, aggnonce, pubkeys, tweaks, message });
+        try {
+          return await p.client.sign(params);
+        } catch (err) {
+          // The connection dropped or the daemon asked for a retry. An identical Sign is safe to
+          // repeat (the daemon replays the same psig), so retry once, waiting for the connection.
+          if (!(err instanceof ClientError && err.code === Status.UNAVAILABLE)) throw err;
+          return await p.client.sign(params, { waitForReady: true });
+        }
       } catch (err) {
         if (err instanceof ClientError && err.code === Status.NOT_FOUND && err.method === 'sign') throw new SessionLost(p.index, err);
         throw callFailed(p, 'Sign', err);
