@@ -12,7 +12,8 @@ import {
   TokenNotFoundError,
   WrongPinError,
 } from '../../src/keystore/index.js';
-import { USER_PIN, setUpToken } from './helpers.js';
+import pkcs11js from 'pkcs11js';
+import { USER_PIN, rawPkcs11, rawSession, setUpToken } from './helpers.js';
 import type { TestToken } from './helpers.js';
 
 let token: TestToken;
@@ -129,3 +130,42 @@ describe('after close', () => {
   });
 });
 
+
+describe('KEK policy', () => {
+  it('refuses a KEK that could leave the token', async () => {
+    const raw = rawPkcs11(token.modulePath);
+    const session = rawSession(raw, token.label);
+    raw.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_LABEL, value: 'weak-kek' },
+      { type: pkcs11js.CKA_SENSITIVE, value: false },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: true },
+      { type: pkcs11js.CKA_WRAP, value: true },
+    ]);
+    raw.C_CloseSession(session);
+    const err = await openError({ ...token.options, kekLabel: 'weak-kek' });
+    expect(err.code).toBe('KEK_POLICY');
+    expect(err.message).toMatch(/not sensitive, extractable, allowed to wrap/);
+  });
+
+  it('will not create a new KEK while key objects exist without one', async () => {
+    const ks = await Keystore.open(token.options);
+    try {
+      await ks.createKey('sealed-under-default-kek');
+    } finally {
+      await ks.close();
+    }
+    const orphaned = await Keystore.open({ ...token.options, kekLabel: 'absent-kek' });
+    try {
+      expect((await orphaned.listKeys()).map((k) => k.label)).toContain('sealed-under-default-kek');
+      await expect(orphaned.createKey('another')).rejects.toMatchObject({ code: 'KEK_MISSING' });
+      await expect(orphaned.withSecretKey('sealed-under-default-kek', () => 1)).rejects.toMatchObject({ code: 'KEK_MISSING' });
+    } finally {
+      await orphaned.close();
+    }
+  });
+});
