@@ -113,7 +113,7 @@ function checkTweak(tweak: unknown, xonly: unknown, name: string): bigint {
   checkBytes(tweak, name, 32);
   if (typeof xonly !== 'boolean') throw new InvalidInputError(`${name}: xonly must be a boolean`, name);
   const t = toInt(tweak);
-  if (t >= N) throw new InvalidInputError('The tweak must be less than n.', name);
+  if (t >= N) throw new InvalidInputError(`${name}: The tweak must be less than n.`, name);
   return t;
 }
 
@@ -122,14 +122,14 @@ export function applyTweak(ctx: KeyAggContext, tweak: Uint8Array, isXonly: boole
   if (typeof ctx !== 'object' || ctx === null || !(ctx.Q instanceof Point)) {
     throw new InvalidInputError('ctx must be a KeyAggContext', 'ctx');
   }
-  return tweakWith(ctx, checkTweak(tweak, isXonly, 'tweak'), isXonly);
+  return tweakWith(ctx, checkTweak(tweak, isXonly, 'tweak'), isXonly, 'tweak');
 }
 
-function tweakWith(ctx: KeyAggContext, t: bigint, isXonly: boolean): KeyAggContext {
+function tweakWith(ctx: KeyAggContext, t: bigint, isXonly: boolean, name: string): KeyAggContext {
   const negate = isXonly && !hasEvenY(ctx.Q);
   const gQ = negate ? ctx.Q.negate() : ctx.Q;
   const Q = gQ.add(mulBasePublic(t));
-  if (Q.is0()) throw new InvalidInputError('The result of tweaking cannot be infinity.', 'tweak');
+  if (Q.is0()) throw new InvalidInputError(`${name}: The result of tweaking cannot be infinity.`, name);
   const gacc = negate ? modN(-ctx.gacc) : ctx.gacc;
   const tacc = modN(t + (negate ? -ctx.tacc : ctx.tacc));
   return Object.freeze({ Q, gacc, tacc });
@@ -155,7 +155,7 @@ export function keyAggAndTweakSet(pubkeys: readonly Uint8Array[], tweaks: readon
   let ctx = tweaked.get(id);
   if (ctx === undefined) {
     ctx = keyset.ctx;
-    for (const [i, tw] of tweaks.entries()) ctx = tweakWith(ctx, checkTweak(tw.tweak, tw.xonly, `tweaks[${i}]`), tw.xonly);
+    for (const [i, tw] of tweaks.entries()) ctx = tweakWith(ctx, checkTweak(tw.tweak, tw.xonly, `tweaks[${i}]`), tw.xonly, `tweaks[${i}]`);
     tweaked.set(id, ctx);
   }
   return { keyset, ctx };
