@@ -1,4 +1,5 @@
-// One mapping from every error the handlers can see to a gRPC status, shared by both services.
+// One mapping from every error the handlers can see to a gRPC status, shared by both services
+// (the core's errors go through the signer's toSignerError first, so both name fields alike).
 // BIP327 InvalidContributionErrors also get a google.rpc.ErrorInfo in the rich-error trailer so
 // a coordinator can name the culprit. Anything unexpected becomes INTERNAL with a generic
 // message: internal details stay in the log.
@@ -8,8 +9,7 @@ import type { ErrorInfo } from '../client/rich-status.js';
 import { encodeStatus, STATUS_DETAILS_KEY } from '../client/rich-status.js';
 import { PACKAGE } from '../client/protocol.js';
 import { InvalidContributionError, InvalidInputError, Musig2Error } from '../musig2/errors.js';
-import type { Contribution } from '../musig2/errors.js';
-import { SignerError } from '../signer/index.js';
+import { SignerError, toSignerError } from '../signer/index.js';
 import { InvalidRequestError } from './validate.js';
 
 export const INVALID_CONTRIBUTION = 'INVALID_CONTRIBUTION';
@@ -25,30 +25,6 @@ const SIGNER_CODES: Record<SignerError['code'], Status> = {
   INTERNAL: Status.INTERNAL,
 };
 
-/** The request field a contribution kind lives in, so the message can name it. */
-const CONTRIBUTION_FIELDS: Record<Contribution, string> = {
-  pubkey: 'pubkeys',
-  pubnonce: 'pubnonces',
-  aggnonce: 'aggnonce',
-  aggothernonce: 'aggothernonce',
-  psig: 'partial_sigs',
-};
-
-export function contributionErrorInfo(signer: number | null, contribution: Contribution): ErrorInfo {
-  return {
-    reason: INVALID_CONTRIBUTION,
-    domain: ERROR_DOMAIN,
-    metadata: { signer: signer === null ? 'aggregator' : String(signer), contribution },
-  };
-}
-
-export function contributionMessage(signer: number | null, contribution: Contribution): string {
-  const field = CONTRIBUTION_FIELDS[contribution];
-  const where = signer === null || field === contribution ? field : `${field}[${signer}]`;
-  const who = signer === null ? 'the nonce aggregator' : `signer ${signer}`;
-  return `${where}: invalid ${contribution} from ${who}`;
-}
-
 /** A status the handlers return on purpose (as opposed to an unexpected exception). */
 export interface MappedStatus {
   code: Status;
@@ -59,21 +35,18 @@ export interface MappedStatus {
 /** Maps a known error to a status, or returns undefined for an unexpected one. */
 export function mapKnownError(err: unknown): MappedStatus | undefined {
   if (err instanceof InvalidRequestError) return { code: Status.INVALID_ARGUMENT, message: err.message };
-  if (err instanceof InvalidContributionError) {
+  // Core verdicts on the input get the signer's mapping: proto field names, and the ErrorInfo
+  // naming the culprit for an InvalidContributionError.
+  const mapped = err instanceof InvalidContributionError || err instanceof InvalidInputError ? toSignerError(err) : err;
+  if (mapped instanceof SignerError) {
     return {
-      code: Status.INVALID_ARGUMENT,
-      message: contributionMessage(err.signer, err.contrib),
-      errorInfo: contributionErrorInfo(err.signer, err.contrib),
+      code: SIGNER_CODES[mapped.code] ?? Status.INTERNAL,
+      message: mapped.message,
+      ...(mapped.errorInfo ? { errorInfo: { reason: mapped.errorInfo.reason, domain: ERROR_DOMAIN, metadata: { ...mapped.errorInfo.metadata } } } : {}),
     };
   }
-  if (err instanceof InvalidInputError) {
-    return { code: Status.INVALID_ARGUMENT, message: err.argument ? `${err.argument}: ${err.message}` : err.message };
-  }
-  if (err instanceof SignerError) {
-    return { code: SIGNER_CODES[err.code] ?? Status.INTERNAL, message: err.message, errorInfo: err.errorInfo && { domain: ERROR_DOMAIN, ...err.errorInfo } };
-  }
   // Any other core error is still a verdict on the input, never a server fault.
-  if (err instanceof Musig2Error) return { code: Status.INVALID_ARGUMENT, message: err.message };
+  if (mapped instanceof Musig2Error) return { code: Status.INVALID_ARGUMENT, message: mapped.message };
   return undefined;
 }
 
