@@ -51,6 +51,9 @@ export class SessionPool {
   private slot: Handle | undefined;
   private connectedOnce = false;
   private closed = false;
+  // Set once the token refuses our PIN. HSMs lock a PIN after a few failures, so a pool that
+  // keeps reconnecting must not keep guessing: it stays refused until it is re-created.
+  private loginRefused: KeystoreError | undefined;
 
   constructor(
     private readonly mod: Pkcs11Module,
@@ -115,6 +118,7 @@ export class SessionPool {
   private async acquire(): Promise<Lease> {
     for (;;) {
       if (this.closed) throw new KeystoreError('CLOSED', 'keystore is closed');
+      if (this.loginRefused) throw this.loginRefused;
       this.syncGeneration();
       const lease = this.idle.pop();
       if (lease) return lease;
@@ -193,9 +197,9 @@ export class SessionPool {
         return;
       }
       if (hasCkr(err, pkcs11js.CKR_PIN_INCORRECT, pkcs11js.CKR_PIN_INVALID, pkcs11js.CKR_PIN_LEN_RANGE)) {
-        throw new WrongPinError(this.tokenLabel, { cause: err });
+        throw (this.loginRefused = new WrongPinError(this.tokenLabel, { cause: err }));
       }
-      if (hasCkr(err, pkcs11js.CKR_PIN_LOCKED)) throw new PinLockedError(this.tokenLabel, { cause: err });
+      if (hasCkr(err, pkcs11js.CKR_PIN_LOCKED)) throw (this.loginRefused = new PinLockedError(this.tokenLabel, { cause: err }));
       throw err;
     }
   }

@@ -42,12 +42,12 @@ export function rawPkcs11(modulePath: string): pkcs11js.PKCS11 {
 }
 
 /** A logged-in read-write session on the token labelled `label`. */
-export function rawSession(p: pkcs11js.PKCS11, label: string): Buffer {
+export function rawSession(p: pkcs11js.PKCS11, label: string, pin = USER_PIN): Buffer {
   const slot = p.C_GetSlotList(true).find((s) => p.C_GetTokenInfo(s).label.replace(/[\s\0]+$/u, '') === label);
   if (!slot) throw new Error(`token ${label} not found`);
   const session = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
   try {
-    p.C_Login(session, pkcs11js.CKU_USER, USER_PIN);
+    p.C_Login(session, pkcs11js.CKU_USER, pin);
   } catch (err) {
     if (!(err instanceof pkcs11js.Pkcs11Error && err.code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN)) throw err;
   }

@@ -4,8 +4,8 @@ import { mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Keystore, TokenUnavailableError } from '../../src/keystore/index.js';
-import { bip327SignVector, hex, rawPkcs11, setUpToken } from './helpers.js';
+import { Keystore, TokenUnavailableError, WrongPinError } from '../../src/keystore/index.js';
+import { USER_PIN, bip327SignVector, hex, rawPkcs11, rawSession, setUpToken } from './helpers.js';
 import type { TestToken } from './helpers.js';
 
 let token: TestToken;
@@ -96,6 +96,30 @@ describe('token gone', () => {
     const probe = new pkcs11js.PKCS11();
     probe.load(token.modulePath);
     expect(probe.C_GetSlotList(true).length).toBeGreaterThan(0);
+    expect(await unseal()).toBe(hex(vector.sk));
+  });
+});
+
+describe('PIN changed underneath', () => {
+  it('reports the wrong PIN once and stops trying, so an HSM does not lock the PIN', async () => {
+    const own = await Keystore.open(token.options);
+    const raw = rawPkcs11(token.modulePath);
+    const session = rawSession(raw, token.label);
+    raw.C_SetPIN(session, USER_PIN, 'changed-pin-1');
+    raw.C_Finalize(); // everyone must log in again
+    try {
+      await expect(own.random(8)).rejects.toBeInstanceOf(WrongPinError);
+      const again = rawPkcs11(token.modulePath);
+      const s2 = rawSession(again, token.label, 'changed-pin-1');
+      again.C_SetPIN(s2, 'changed-pin-1', USER_PIN);
+      again.C_CloseSession(s2);
+      // The PIN is right again, but this keystore already gave up: no second guess.
+      await expect(own.random(8)).rejects.toBeInstanceOf(WrongPinError);
+      expect(await own.healthy()).toBe(false);
+    } finally {
+      await own.close();
+    }
+    // A keystore opened afresh logs in, and so does the long-lived one (separate pool).
     expect(await unseal()).toBe(hex(vector.sk));
   });
 });
