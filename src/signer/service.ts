@@ -9,7 +9,6 @@
 // - DeterministicSign records (pubnonce, digest, psig) before replying.
 // - Any ledger failure means no signature: UNAVAILABLE.
 
-import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import * as musig2 from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
@@ -250,12 +249,16 @@ export class SignerService {
     let secnonce: Uint8Array | undefined;
     let added = false;
     try {
-      // The session id goes into extra_in, so even a repeated rand' gives a fresh nonce.
-      const sessionId = new Uint8Array(randomBytes(32));
+      // 64 bytes of the token's RNG hashed with the OS CSPRNG: rand' (secret) and the session
+      // id (public). They are independent halves of one hash output, so showing one reveals
+      // nothing of the other. The session id also goes into extra_in, so even a repeated
+      // rand' would give a fresh nonce.
+      const random = await this.keystore.random(64);
+      const rand = random.subarray(0, 32);
+      const sessionId = random.slice(32, 64);
       const extraIn = new Uint8Array(32 + v.extraIn.length);
       extraIn.set(sessionId, 0);
       extraIn.set(v.extraIn, 32);
-      const rand = await this.keystore.random(32); // the token's RNG hashed with the OS CSPRNG
       let out: musig2.NonceGenOutput;
       try {
         out = await this.keystore.withSecretKey(v.keyId, (sk, k) => {
@@ -263,7 +266,7 @@ export class SignerService {
           return musig2.nonceGen({ sk, pk: k.publicKey, aggpk, msg: v.message, extraIn, rand });
         });
       } finally {
-        rand.fill(0);
+        random.fill(0, 0, 32);
       }
       secnonce = out.secnonce;
       try {
