@@ -97,8 +97,12 @@ export function toSignerError(err: unknown): SignerError {
     });
   }
   if (err instanceof InvalidInputError) {
+    // The secret inputs are the service's own: a complaint about them is our fault, not the caller's.
+    if (err.argument === 'sk' || err.argument === 'secnonce') {
+      return new SignerError('INTERNAL', 'internal error in the signing arithmetic; nothing was released');
+    }
     // musig2's messages name the argument and the expected length and never carry values.
-    const field = requestField(err.argument);
+    const field = /aggregate public key/.test(err.message) ? 'pubkeys' : requestField(err.argument);
     return new SignerError('INVALID_ARGUMENT', `${field}: ${err.message}`, { field });
   }
   if (err instanceof Musig2Error) {
