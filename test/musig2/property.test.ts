@@ -8,11 +8,12 @@
 //
 // The peers: @scure/btc-signer's musig2 and @brandonblack/musig (noble v2 backend, test/peers).
 // Both take every BIP327 input we do, rand' included, so nonces and partial signatures must be
-// byte-identical, not just valid. The cheap checks (key sorting, NonceGen, NonceAgg) run against
-// both peers on every session. The full matrix (key aggregation, DeterministicSign, Sign with the
-// same secnonce, PartialSigVerify both ways, PartialSigAgg) runs against brandonblack on every
-// second session and against scure on every third, because scure's key aggregation costs
-// milliseconds and it redoes it for every session and every DeterministicSign.
+// byte-identical, not just valid. The cheap checks (KeySort, NonceAgg) run against both peers on
+// every session. The full matrix (individual and aggregate keys, NonceGen, DeterministicSign,
+// Sign with the same secnonce, PartialSigVerify both ways, PartialSigAgg) runs against
+// brandonblack on every third session and against scure on every fourth (so about a sixth of the
+// sessions get both), because both peers redo key aggregation, in milliseconds, for every session
+// and every DeterministicSign; that keeps the file within a few tens of seconds on 2 cores.
 //
 // Random choices come from a seeded generator. Set MUSIG2_PROPERTY_SEED=<hex> to replay a run;
 // every failure message names the seed and the session.
@@ -27,8 +28,8 @@ import { brandonblackPeer } from '../peers/brandonblack.js';
 import { scurePeer } from '../peers/scure.js';
 import type { MusigPeer } from '../peers/types.js';
 
-const SESSIONS = 320;
-const BLOCKS = 4;
+const SESSIONS = 300;
+const BLOCKS = 6;
 const N = secp256k1.Point.Fn.ORDER;
 const MSG_LENGTHS = [0, 32, 100] as const;
 
@@ -110,9 +111,10 @@ interface Plan {
 
 function drawPlan(index: number): Plan {
   const rng = new Rng(concatBytes(SEED, numberToBytesBE(index, 4)));
-  // Cost grows with the square of the signer count (every psig is verified against all nonces),
-  // so small sessions are drawn more often; every size from 1 to 16 still comes up many times.
-  const u = rng.chance(0.35) ? 1 + rng.int(16) : 1 + rng.int(5);
+  // The first 16 sessions take every size from 1 to 16 once. After that, small sessions are
+  // drawn more often: cost grows with the square of the signer count (every psig is verified
+  // against all nonces), and most of the edge cases live in small sessions anyway.
+  const u = index < 16 ? index + 1 : rng.chance(0.3) ? 1 + rng.int(16) : 1 + rng.int(5);
   // Duplicates: sometimes draw keys from a smaller pool, down to one key for everybody.
   const distinct = u > 1 && rng.chance(0.3) ? 1 + rng.int(u) : u;
   const pool = Array.from({ length: distinct }, () => rng.scalar());
@@ -139,8 +141,8 @@ function drawPlan(index: number): Plan {
     };
   });
   const full: MusigPeer[] = [];
-  if (index % 2 === 0) full.push(brandonblackPeer);
-  if (index % 3 === 0) full.push(scurePeer);
+  if (index % 3 === 0) full.push(brandonblackPeer);
+  if (index % 4 === 1) full.push(scurePeer);
   return {
     index,
     where: `seed=${SEED_HEX} session=${index}`,
@@ -243,7 +245,7 @@ function runSession(plan: Plan): void {
     expect(mine.secnonce.length).toBe(97);
     expect(mine.pubnonce.length).toBe(66);
     same(mine.secnonce.subarray(64), pks[i]!, `secnonce ${i} carries the signer's pubkey`);
-    for (const peer of peers) {
+    for (const peer of plan.full) {
       const theirs = peer.nonceGen(input);
       same(theirs.pubnonce, mine.pubnonce, `pubnonce ${i} vs ${peer.name}`);
       if (theirs.secnonce !== undefined) same(theirs.secnonce, mine.secnonce, `secnonce ${i} vs ${peer.name}`);
@@ -295,9 +297,11 @@ function runSession(plan: Plan): void {
     const psig = ours.sign(secnonce, sks[i]!, session);
     expect(psig.length).toBe(32);
     expect(secnonce.subarray(0, 64).every((b) => b === 0), `${where}: secnonce ${i} wiped`).toBe(true);
-    expect(() => ours.sign(secnonce, sks[i]!, session), `${where}: wiped secnonce ${i} reused`).toThrow(
-      ours.Musig2Error,
-    );
+    if (i === 0) {
+      expect(() => ours.sign(secnonce, sks[i]!, session), `${where}: wiped secnonce ${i} reused`).toThrow(
+        ours.Musig2Error,
+      );
+    }
     return psig;
   });
   if (detPsig !== undefined) psigs.push(detPsig);
@@ -371,7 +375,7 @@ describe(`property: random MuSig2 sessions vs scure and brandonblack (seed ${SEE
     expect([...seen.detRand].sort()).toEqual(['absent', 'random', 'zero']);
     expect(seen.nonceGenWithoutSk).toBeGreaterThan(0);
     expect(seen.nonceGenWithoutMsg).toBeGreaterThan(0);
-    expect(seen.fullBy.get('brandonblack')).toBe(SESSIONS / 2);
-    expect(seen.fullBy.get('scure')).toBe(Math.ceil(SESSIONS / 3));
+    expect(seen.fullBy.get('brandonblack')).toBe(Math.ceil(SESSIONS / 3));
+    expect(seen.fullBy.get('scure')).toBe(Math.ceil((SESSIONS - 1) / 4));
   });
 });
