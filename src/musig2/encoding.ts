@@ -5,16 +5,16 @@
  */
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js';
+import { normalizeZ } from '@noble/curves/abstract/curve.js';
 import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js';
 import { InvalidInputError } from './errors.js';
+import { P, fmul, fsqr, fsqrt } from './field.js';
 
 export type Point = WeierstrassPoint<bigint>;
 export const Point = secp256k1.Point;
 
 /** The curve order n. */
 export const N: bigint = Point.Fn.ORDER;
-/** The field size p. */
-export const P_FIELD: bigint = Point.Fp.ORDER;
 
 /** int(x) for a byte array, most significant byte first. */
 export function toInt(bytes: Uint8Array): bigint {
@@ -67,11 +67,19 @@ export function cbytesExt(P: Point): Uint8Array {
  */
 export function cpoint(bytes: Uint8Array): Point | null {
   if (bytes.length !== 33 || (bytes[0] !== 2 && bytes[0] !== 3)) return null;
-  try {
-    return Point.fromBytes(bytes);
-  } catch {
-    return null;
-  }
+  const x = toInt(bytes.subarray(1));
+  if (x >= P) return null;
+  let c = fmul(fsqr(x), x) + 7n;
+  if (c >= P) c -= P;
+  const y = fsqrt(c); // lift_x: the root, if there is one
+  if (y === null || y === 0n) return null;
+  const wantOdd = bytes[0] === 3;
+  return Point.fromAffine({ x, y: ((y & 1n) === 1n) === wantOdd ? y : P - y });
+}
+
+/** The same points with Z = 1, using one shared inversion (infinity stays infinity). */
+export function normalizePoints(points: Point[]): Point[] {
+  return normalizeZ(Point, points);
 }
 
 /** cpoint_ext(x): cpoint, except 33 zero bytes decode to infinity. */

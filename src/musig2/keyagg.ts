@@ -86,8 +86,9 @@ function aggregate(id: string, pubkeys: readonly Uint8Array[]): KeySet {
     }
     coefs.push(a);
   });
-  const Q = msmPublic(points, coefs);
-  if (Q.is0()) throw new InvalidInputError('the aggregate public key is infinity');
+  const Qraw = msmPublic(points, coefs);
+  if (Qraw.is0()) throw new InvalidInputError('the aggregate public key is infinity');
+  const Q = Point.fromAffine(Qraw.toAffine()); // Z = 1: later encodings need no inversion
   const ctx: KeyAggContext = Object.freeze({ Q, gacc: 1n, tacc: 0n });
   return Object.freeze({ id, pubkeys: Object.freeze(copies), pubkeysHex: Object.freeze(hexes), points: Object.freeze(points), coefs: Object.freeze(coefs), ctx });
 }
@@ -128,8 +129,9 @@ export function applyTweak(ctx: KeyAggContext, tweak: Uint8Array, isXonly: boole
 function tweakWith(ctx: KeyAggContext, t: bigint, isXonly: boolean, name: string): KeyAggContext {
   const negate = isXonly && !hasEvenY(ctx.Q);
   const gQ = negate ? ctx.Q.negate() : ctx.Q;
-  const Q = gQ.add(mulBasePublic(t));
-  if (Q.is0()) throw new InvalidInputError(`${name}: The result of tweaking cannot be infinity.`, name);
+  const Qraw = gQ.add(mulBasePublic(t));
+  if (Qraw.is0()) throw new InvalidInputError(`${name}: The result of tweaking cannot be infinity.`, name);
+  const Q = Point.fromAffine(Qraw.toAffine());
   const gacc = negate ? modN(-ctx.gacc) : ctx.gacc;
   const tacc = modN(t + (negate ? -ctx.tacc : ctx.tacc));
   return Object.freeze({ Q, gacc, tacc });

@@ -10,21 +10,9 @@
  * against noble in test/musig2/curve.test.ts. Never use this for secret scalars.
  */
 import { Point } from './encoding.js';
+import { P, finvBatch, fmul, fsqr, fsub, red } from './field.js';
 
-const P = Point.Fp.ORDER;
 const N = Point.Fn.ORDER;
-const MASK256 = (1n << 256n) - 1n;
-const P_FOLD = 0x1000003d1n; // 2^256 ≡ 2^32 + 977 (mod p)
-
-/** x mod p for 0 <= x < 2^512, using p = 2^256 − 2^32 − 977. */
-function red(x: bigint): bigint {
-  x = (x & MASK256) + (x >> 256n) * P_FOLD;
-  x = (x & MASK256) + (x >> 256n) * P_FOLD;
-  return x >= P ? x - P : x;
-}
-const fmul = (a: bigint, b: bigint): bigint => red(a * b);
-const fsqr = (a: bigint): bigint => red(a * a);
-const fsub = (a: bigint, b: bigint): bigint => (a >= b ? a - b : a - b + P);
 
 /** A mutable Jacobian point: x = X/Z², y = Y/Z³; Z = 0 is infinity. */
 interface Jac {
@@ -89,7 +77,7 @@ interface Table {
 
 /** Convert Jacobian points (none at infinity) to affine with one shared inversion. */
 function normalize(points: Jac[]): Table {
-  const inv = Point.Fp.invertBatch(points.map((p) => p.z));
+  const inv = finvBatch(points.map((p) => p.z));
   const xs: bigint[] = [];
   const ys: bigint[] = [];
   points.forEach((p, i) => {
@@ -101,25 +89,28 @@ function normalize(points: Jac[]): Table {
   return { xs, ys };
 }
 
-/** Odd multiples Q, 3Q, ..., (2^(w−1) − 1)·Q for several affine points, in two inversions. */
+/**
+ * Odd multiples Q, 3Q, ..., (2^(w−1) − 1)·Q for several affine points, with one inversion in
+ * all. D = 2Q = (X, Y, Z) is Jacobian; on the isomorphic curve (x, y) -> (x·Z², y·Z³), which
+ * has the same a = 0 formulas, D is affine (X, Y) and Q is (x·Z², y·Z³), so the multiples can
+ * be built with mixed additions; a point (X', Y', Z') there is (X', Y', Z'·Z) on our curve.
+ */
 function oddMultiples(points: readonly { x: bigint; y: bigint }[], w: number): Table[] {
   const count = 1 << (w - 2);
-  const doubles = normalize(points.map((q) => {
+  const flat: Jac[] = [];
+  for (const q of points) {
     const d: Jac = { x: q.x, y: q.y, z: 1n };
     dbl(d);
     if (d.z === 0n) throw new Error('msm: unexpected point of order 2');
-    return d;
-  }));
-  const flat: Jac[] = [];
-  points.forEach((q, i) => {
-    const acc: Jac = { x: q.x, y: q.y, z: 1n };
-    flat.push({ ...acc });
+    const z2 = fsqr(d.z);
+    const acc: Jac = { x: fmul(q.x, z2), y: fmul(q.y, fmul(z2, d.z)), z: 1n };
+    flat.push({ x: acc.x, y: acc.y, z: d.z });
     for (let j = 1; j < count; j++) {
-      madd(acc, doubles.xs[i] as bigint, doubles.ys[i] as bigint);
+      madd(acc, d.x, d.y);
       if (acc.z === 0n) throw new Error('msm: unexpected infinity in table');
-      flat.push({ ...acc });
+      flat.push({ x: acc.x, y: acc.y, z: fmul(acc.z, d.z) });
     }
-  });
+  }
   const all = normalize(flat);
   return points.map((_, i) => ({
     xs: all.xs.slice(i * count, (i + 1) * count),

@@ -3,7 +3,7 @@
  */
 import { randomBytes } from '@noble/hashes/utils.js';
 import {
-  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, cpoint, toInt, uintBytes,
+  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, cpoint, normalizePoints, toInt, uintBytes,
 } from './encoding.js';
 import { hashAux, hashNonce } from './hash.js';
 import { mulBaseSecret } from './curve.js';
@@ -122,6 +122,7 @@ export function aggregateNoncePoints(points: readonly (readonly [Point, Point])[
     R1 = R1.add(a);
     R2 = R2.add(b);
   }
+  [R1, R2] = normalizePoints([R1, R2]) as [Point, Point]; // one inversion for both encodings
   return { aggnonce: concat(cbytesExt(R1), cbytesExt(R2)), R1, R2 };
 }
 

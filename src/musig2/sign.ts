@@ -64,7 +64,7 @@ function sessionValues(
     if (R1 === null || R2 === null) throw new InvalidContributionError(null, 'aggnonce', 'not a valid pair of points');
   }
   const Rp = R1.add(msmPublic([R2], [b]));
-  const R = Rp.is0() ? Point.BASE : Rp;
+  const R = Rp.is0() ? Point.BASE : Point.fromAffine(Rp.toAffine()); // Z = 1 for xbytes and parity
   const Rx = xbytes(R);
   const e = modN(toInt(hashChallenge(Rx, Qx, msg)));
   return { keyset, kctx, Qeven: hasEvenY(kctx.Q), Qx, b, R, Reven: hasEvenY(R), Rx, e };
