@@ -20,7 +20,10 @@ export function mulBasePublic(s: bigint): Point {
   return G_PUBLIC.multiplyUnsafe(s);
 }
 
-/** Σ scalars[i]·points[i] (+ gScalar·G) for public data only: variable time. */
-export function msmPublic(points: readonly Point[], scalars: readonly bigint[], gScalar = 0n): Point {
-  return msmVartime(points, scalars, gScalar);
+/**
+ * Σ scalars[i]·points[i] (+ gScalar·G) for public data only: variable time. `ids[i]` (the
+ * point's compressed hex) marks a recurring point, such as a public key, whose table is cached.
+ */
+export function msmPublic(points: readonly Point[], scalars: readonly bigint[], gScalar = 0n, ids?: readonly (string | undefined)[]): Point {
+  return msmVartime(points, scalars, gScalar, ids);
 }

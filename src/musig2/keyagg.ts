@@ -86,7 +86,7 @@ function aggregate(id: string, pubkeys: readonly Uint8Array[]): KeySet {
     }
     coefs.push(a);
   });
-  const Qraw = msmPublic(points, coefs);
+  const Qraw = msmPublic(points, coefs, 0n, hexes);
   if (Qraw.is0()) throw new InvalidInputError('the aggregate public key is infinity');
   const Q = Point.fromAffine(Qraw.toAffine()); // Z = 1: later encodings need no inversion
   const ctx: KeyAggContext = Object.freeze({ Q, gacc: 1n, tacc: 0n });

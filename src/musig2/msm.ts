@@ -11,6 +11,7 @@
  */
 import { Point } from './encoding.js';
 import { P, finvBatch, fmul, fsqr, fsub, red } from './field.js';
+import { LruCache } from './lru.js';
 
 const N = Point.Fn.ORDER;
 
@@ -186,10 +187,14 @@ function lanesFor(k: bigint, table: Table, endoTable: Table, w: number, lanes: L
 
 const endo = (t: Table): Table => ({ xs: t.xs.map((x) => fmul(x, BETA)), ys: t.ys });
 
-const W_POINT = 5;
+const W_POINT = 5; // one-off points: a small table is cheapest to build
+const W_KEY = 6; // public keys that recur: a wider table, built once and cached
 const W_BASE = 8;
 const G_TABLE = oddMultiples([Point.BASE.toAffine()], W_BASE)[0] as Table;
 const G_ENDO = endo(G_TABLE);
+
+/** Tables of recurring points (public keys), keyed by the caller's id for the point. */
+const keyTables = new LruCache<string, { table: Table; endoTable: Table }>(1024);
 
 /** Jacobian result to a noble point: homogeneous (X·Z, Y, Z³) has the same affine x, y. */
 function toPoint(p: Jac): Point {
@@ -200,27 +205,52 @@ function toPoint(p: Jac): Point {
 /**
  * Σ scalars[i]·points[i] + gScalar·G, variable time. Scalars must be in [0, n). PUBLIC INPUTS
  * ONLY: running time and memory access depend on the scalars.
+ *
+ * `ids[i]`, when given, must identify points[i] uniquely (e.g. its compressed encoding in hex):
+ * that point's table is then cached and reused by later calls with the same id.
  */
-export function msmVartime(points: readonly Point[], scalars: readonly bigint[], gScalar = 0n): Point {
+export function msmVartime(
+  points: readonly Point[], scalars: readonly bigint[], gScalar = 0n, ids?: readonly (string | undefined)[],
+): Point {
   if (points.length !== scalars.length) throw new Error('msm: points and scalars differ in length');
   for (const k of [...scalars, gScalar]) if (k < 0n || k >= N) throw new Error('msm: scalar out of range');
-  const affine: { x: bigint; y: bigint }[] = [];
-  const ks: bigint[] = [];
+  const lanes: Lane[] = [];
+  const fresh: { x: bigint; y: bigint }[] = [];
+  const freshK: bigint[] = [];
+  const keyed: { x: bigint; y: bigint }[] = [];
+  const keyedK: bigint[] = [];
+  const keyedIds: string[] = [];
   points.forEach((pt, i) => {
     const k = scalars[i] as bigint;
     if (k === 0n || pt.is0()) return;
-    affine.push(pt.toAffine());
-    ks.push(k);
+    const id = ids?.[i];
+    const hit = id === undefined ? undefined : keyTables.get(id);
+    if (hit !== undefined) {
+      lanesFor(k, hit.table, hit.endoTable, W_KEY, lanes);
+    } else if (id !== undefined) {
+      keyed.push(pt.toAffine());
+      keyedK.push(k);
+      keyedIds.push(id);
+    } else {
+      fresh.push(pt.toAffine());
+      freshK.push(k);
+    }
   });
-  const lanes: Lane[] = [];
-  if (affine.length > 0) {
-    const tables = oddMultiples(affine, W_POINT);
-    tables.forEach((t, i) => lanesFor(ks[i] as bigint, t, endo(t), W_POINT, lanes));
+  if (keyed.length > 0) {
+    oddMultiples(keyed, W_KEY).forEach((table, i) => {
+      const entry = { table, endoTable: endo(table) };
+      keyTables.set(keyedIds[i] as string, entry);
+      lanesFor(keyedK[i] as bigint, entry.table, entry.endoTable, W_KEY, lanes);
+    });
+  }
+  if (fresh.length > 0) {
+    oddMultiples(fresh, W_POINT).forEach((t, i) => lanesFor(freshK[i] as bigint, t, endo(t), W_POINT, lanes));
   }
   if (gScalar !== 0n) lanesFor(gScalar, G_TABLE, G_ENDO, W_BASE, lanes);
 
   const acc: Jac = { x: 0n, y: 1n, z: 0n };
-  const top = Math.max(0, ...lanes.map((l) => l.digits.length));
+  let top = 0;
+  for (const lane of lanes) top = Math.max(top, lane.digits.length);
   for (let i = top - 1; i >= 0; i--) {
     dbl(acc);
     for (const lane of lanes) {

@@ -76,12 +76,21 @@ function sessionValues(
  * g' = g·gacc, the BIP's check s·G == Re + e·a·g'·P is evaluated as one multi-scalar product:
  * s·G − e·a·g'·P ∓ b·R*2 == ±R*1. Public data only: variable time.
  */
-function verifyInternal(s: bigint, Rs1: Point, Rs2: Point, P: Point, a: bigint, sv: SessionValues): boolean {
+function verifyInternal(s: bigint, Rs1: Point, Rs2: Point, P: Point, pkHex: string, a: bigint, sv: SessionValues): boolean {
   if (s >= N) return false;
   const g = sv.Qeven ? 1n : N - 1n;
   const eag = modN(sv.e * a * g * sv.kctx.gacc);
-  const lhs = msmPublic([P, Rs2], [modN(-eag), sv.Reven ? modN(-sv.b) : sv.b], s);
+  const lhs = msmPublic([P, Rs2], [modN(-eag), sv.Reven ? modN(-sv.b) : sv.b], s, [pkHex, undefined]);
   return lhs.equals(sv.Reven ? Rs1 : Rs1.negate());
+}
+
+/** The same check given the effective nonce Re* = R*1 + b·R*2 as one point. */
+function verifyEffective(s: bigint, ReStar: Point, P: Point, pkHex: string, a: bigint, sv: SessionValues): boolean {
+  if (s >= N) return false;
+  const g = sv.Qeven ? 1n : N - 1n;
+  const eag = modN(sv.e * a * g * sv.kctx.gacc);
+  const lhs = msmPublic([P], [modN(-eag)], s, [pkHex]);
+  return lhs.equals(sv.Reven ? ReStar : ReStar.negate());
 }
 
 /**
@@ -109,13 +118,22 @@ function signCore(
   const s = modN(k1 + sv.b * k2 + sv.e * a * d);
   const psig = bytes32(s);
 
-  // Self-verification against the public data: the pubnonce points as published, and the
-  // signer's key as decoded from the key list.
-  const pair = known?.pair ?? noncePoints(k1p, k2p);
+  // Self-verification (BIP327 recommends it: it keeps a computation error from releasing a
+  // psig that could leak the key). The session values b, R, e are reused from above.
   const Pk = sv.keyset.points[found.index] as Point;
-  if (!verifyInternal(s, pair.R1, pair.R2, Pk, a, sv)) {
-    throw new Musig2Error('partial signature failed self-verification; not released');
+  const pkHex = sv.keyset.pubkeysHex[found.index] as string;
+  let ok: boolean;
+  if (known !== undefined) {
+    // DeterministicSign: check against the very pubnonce points being released.
+    ok = verifyInternal(s, known.pair.R1, known.pair.R2, Pk, pkHex, a, sv);
+  } else {
+    // Sign: the BIP recomputes pubnonce = k1'·G || k2'·G; its effective nonce
+    // R*1 + b·R*2 is the same point as (k1' + b·k2')·G, computed here in constant time.
+    const t = modN(k1p + sv.b * k2p);
+    const ReStar = t === 0n ? Point.ZERO : mulBaseSecret(t);
+    ok = verifyEffective(s, ReStar, Pk, pkHex, a, sv);
   }
+  if (!ok) throw new Musig2Error('partial signature failed self-verification; not released');
   return psig;
 }
 
@@ -213,7 +231,7 @@ export function partialSigVerify(
   const [Rs1, Rs2] = decoded[i] as [Point, Point];
   const s = toInt(psig);
   const ks = sv.keyset;
-  return verifyInternal(s, Rs1, Rs2, ks.points[i] as Point, ks.coefs[i] as bigint, sv);
+  return verifyInternal(s, Rs1, Rs2, ks.points[i] as Point, ks.pubkeysHex[i] as string, ks.coefs[i] as bigint, sv);
 }
 
 /** PartialSigAgg(psig_1..u, session_ctx): the 64-byte BIP340 signature. */

@@ -57,6 +57,22 @@ describe('msmVartime', () => {
     expect(mulVartime(decoded, k).toBytes(true)).toEqual(computed.multiplyUnsafe(k).toBytes(true));
   });
 
+  it('caches tables of keyed points and reuses them correctly', () => {
+    const A = G.multiply(next());
+    const B = G.multiply(next());
+    const idA = `test-${A.toHex(true)}`;
+    const idB = `test-${B.toHex(true)}`;
+    for (let round = 0; round < 3; round++) {
+      const [ka, kb, kc, kg] = [next(), next(), next(), next()];
+      const C = G.multiply(next());
+      const want = mulAddUnsafe(Point, [A, B, C, G], [ka, kb, kc, kg]);
+      expect(msmVartime([A, B, C], [ka, kb, kc], kg, [idA, idB, undefined]).equals(want)).toBe(true);
+      // The same ids in another position, and a keyed point with scalar 0.
+      expect(msmVartime([B, A], [kb, ka], 0n, [idB, idA]).equals(A.multiply(ka).add(B.multiply(kb)))).toBe(true);
+      expect(msmVartime([A, B], [0n, kb], 0n, [idA, idB]).equals(B.multiply(kb))).toBe(true);
+    }
+  });
+
   it('rejects scalars outside [0, n) and mismatched lengths', () => {
     expect(() => msmVartime([G], [N])).toThrow(/out of range/);
     expect(() => msmVartime([G], [-1n])).toThrow(/out of range/);
