@@ -1,7 +1,7 @@
 // Timing helpers for side-by-side benchmarks. Contenders of one comparison are measured in
 // interleaved rounds within the same run, so a noisy neighbour on the machine slows all of them
-// alike; ratios are taken per round and their median is reported. Benchmarks print numbers; they
-// never fail a build.
+// alike; ratios are taken per round and their median is reported. Rates come from process CPU
+// time by default (see Clock). Benchmarks print numbers; they never fail a build.
 
 /** One implementation of one operation. */
 export interface Contender {
@@ -32,6 +32,8 @@ export interface CompareOptions {
   readonly timeMs: number;
   /** Interleaved rounds; default 5. */
   readonly rounds?: number;
+  /** Default: BENCH_CLOCK, else cpu. */
+  readonly clock?: Clock;
 }
 
 /** BENCH_TIME_MS scales every section; `fallback` is the section's default. */
@@ -47,6 +49,24 @@ export function benchTimeMs(fallback: number): number {
 export const sink: { value: unknown } = { value: undefined };
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/**
+ * Which clock rates are computed from. `cpu` (the default) is this process's CPU time: on a
+ * shared machine it leaves out the time the process waits for a core, which wall time counts
+ * against whoever happens to be running. It does include V8's helper threads (parallel GC), so
+ * allocation-heavy code is charged for its garbage. `wall` is plain elapsed time.
+ */
+export type Clock = 'cpu' | 'wall';
+
+export function benchClock(): Clock {
+  const raw = process.env.BENCH_CLOCK ?? 'cpu';
+  if (raw !== 'cpu' && raw !== 'wall') throw new Error(`BENCH_CLOCK must be cpu or wall, got ${raw}`);
+  return raw;
+}
 
 function maybeGc(): void {
   // Only when node runs with --expose-gc: start every timed slice with an empty young generation.
@@ -55,24 +75,26 @@ function maybeGc(): void {
 }
 
 /** Time `n` calls with inputs prepared outside the timed region; returns ops/s. */
-export function timeBatch(c: Contender, n: number): number {
+export function timeBatch(c: Contender, n: number, clock: Clock = benchClock()): number {
   const fn = c.prepare(n);
   maybeGc();
-  const t0 = now();
+  const read = clock === 'cpu' ? cpuNow : now;
+  const t0 = read();
   for (let i = 0; i < n; i++) sink.value = fn(i);
-  const elapsed = now() - t0;
+  const elapsed = read() - t0;
   return n / (Math.max(elapsed, 1e-3) / 1000);
 }
 
-/** Warm up by doubling batches until one takes `ms`; returns the rate of the last batch. */
-function warmUp(c: Contender, ms: number): number {
+/** Warm up with growing batches for about `ms` (preparation included); returns the last rate. */
+function warmUp(c: Contender, ms: number, clock: Clock): number {
+  const start = now();
   let n = 1;
   for (;;) {
-    const t0 = now();
-    const rate = timeBatch(c, n);
-    // Count preparation too, so a slow setup cannot make warm-up run away.
-    if (now() - t0 >= ms || n >= 1 << 20) return rate;
-    n *= 2;
+    const rate = timeBatch(c, n, clock);
+    const left = ms - (now() - start);
+    if (left <= 0 || n >= 1 << 20) return rate;
+    // Grow geometrically, but never past what fits in the time that is left.
+    n = Math.max(1, Math.min(2 * n, Math.floor((rate * left) / 1000)));
   }
 }
 
@@ -85,10 +107,11 @@ export function median(xs: readonly number[]): number {
 
 export function compare(contenders: readonly Contender[], opts: CompareOptions): Comparison {
   const rounds = opts.rounds ?? 5;
+  const clock = opts.clock ?? benchClock();
   const warmMs = opts.timeMs * 0.2;
   const sliceMs = (opts.timeMs * 0.8) / rounds;
   const rate = new Map<string, number>();
-  for (const c of contenders) rate.set(c.name, warmUp(c, warmMs));
+  for (const c of contenders) rate.set(c.name, warmUp(c, warmMs, clock));
 
   const perRound = new Map<string, number[]>(contenders.map((c) => [c.name, []]));
   for (let r = 0; r < rounds; r++) {
@@ -96,7 +119,7 @@ export function compare(contenders: readonly Contender[], opts: CompareOptions):
     for (let k = 0; k < contenders.length; k++) {
       const c = contenders[(r + k) % contenders.length]!;
       const n = Math.max(1, Math.round((rate.get(c.name)! * sliceMs) / 1000));
-      const ops = timeBatch(c, n);
+      const ops = timeBatch(c, n, clock);
       perRound.get(c.name)!.push(ops);
       rate.set(c.name, ops);
     }
