@@ -149,10 +149,10 @@ export function checkTweaks(tweaks: unknown, name = 'tweaks'): asserts tweaks is
 }
 
 /** KeyAgg followed by ApplyTweak for each tweak in order, with both steps cached. */
-export function keyAggAndTweakSet(pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[]): { keyset: KeySet; ctx: KeyAggContext } {
+export function keyAggAndTweakSet(pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[]): { keyset: KeySet; ctx: KeyAggContext; id: string } {
   const keyset = getKeySet(pubkeys);
   checkTweaks(tweaks);
-  if (tweaks.length === 0) return { keyset, ctx: keyset.ctx };
+  if (tweaks.length === 0) return { keyset, ctx: keyset.ctx, id: keyset.id };
   const id = keyset.id + tweaks.map((tw) => (tw.xonly ? '|x' : '|p') + toHex(tw.tweak)).join('');
   let ctx = tweaked.get(id);
   if (ctx === undefined) {
@@ -160,7 +160,7 @@ export function keyAggAndTweakSet(pubkeys: readonly Uint8Array[], tweaks: readon
     for (const [i, tw] of tweaks.entries()) ctx = tweakWith(ctx, checkTweak(tw.tweak, tw.xonly, `tweaks[${i}]`), tw.xonly, `tweaks[${i}]`);
     tweaked.set(id, ctx);
   }
-  return { keyset, ctx };
+  return { keyset, ctx, id };
 }
 
 /** KeyAgg then ApplyTweak for each tweak, cached. */

@@ -3,11 +3,12 @@
  */
 import { randomBytes } from '@noble/hashes/utils.js';
 import {
-  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, cpoint, normalizePoints, toInt, uintBytes,
+  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, cpoint, normalizePoints, toHex, toInt, uintBytes,
 } from './encoding.js';
 import { hashAux, hashNonce } from './hash.js';
 import { mulBaseSecret } from './curve.js';
 import { InvalidContributionError, InvalidInputError } from './errors.js';
+import { LruCache } from './lru.js';
 
 export interface NonceGenInput {
   sk?: Uint8Array; // 32, optional
@@ -98,19 +99,30 @@ export function nonceGen(input: NonceGenInput): NonceGenOutput {
   }
 }
 
+// Decoded pubnonces, so a coordinator verifying every signer of a session decodes each once.
+const decodedNonces = new LruCache<string, readonly [Point, Point]>(1024);
+
 /**
  * Decode pubnonces in BIP327 order (first halves of all nonces, then second halves), blaming
  * the first undecodable one. Returns the points as [R_i1, R_i2] per signer.
  */
 export function decodePubnonces(pubnonces: readonly Uint8Array[], blame: (i: number) => InvalidContributionError): [Point, Point][] {
-  const out: [Point, Point][] = pubnonces.map(() => [Point.ZERO, Point.ZERO]);
+  const hexes = pubnonces.map(toHex);
+  const misses: number[] = [];
+  const out = hexes.map((h, i): [Point, Point] => {
+    const hit = decodedNonces.get(h);
+    if (hit !== undefined) return [hit[0], hit[1]];
+    misses.push(i);
+    return [Point.ZERO, Point.ZERO];
+  });
   for (let j = 0; j < 2; j++) {
-    pubnonces.forEach((pn, i) => {
-      const R = cpoint(pn.subarray(33 * j, 33 * (j + 1)));
-      if (R === null) throw blame(i);
+    for (const i of misses) {
+      const R = cpoint((pubnonces[i] as Uint8Array).subarray(33 * j, 33 * (j + 1)));
+      if (R === null) throw blame(i); // cached nonces decoded fine before, so the order holds
       (out[i] as [Point, Point])[j] = R;
-    });
+    }
   }
+  for (const i of misses) decodedNonces.set(hexes[i] as string, out[i] as [Point, Point]);
   return out;
 }
 

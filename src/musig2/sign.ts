@@ -3,11 +3,13 @@
  */
 import {
   N, Point, bytes32, cbytes, checkByteList, checkBytes, concat, cpointExt,
-  equalBytes, hasEvenY, modN, toInt, uintBytes, xbytes,
+  equalBytes, hasEvenY, modN, toHex, toInt, uintBytes, xbytes,
 } from './encoding.js';
 import { hashAux, hashChallenge, hashDetNonce, hashNonceCoef } from './hash.js';
 import { msmPublic, mulBaseSecret } from './curve.js';
 import { InvalidContributionError, InvalidInputError, Musig2Error } from './errors.js';
+import { LruCache } from './lru.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { checkTweaks, keyAggAndTweakSet, keyCoef } from './keyagg.js';
 import type { KeyAggContext, KeySet, Tweak } from './keyagg.js';
 import { aggregateNoncePoints, decodePubnonces, encodePubnonce, noncePoints } from './nonce.js';
@@ -68,6 +70,25 @@ function sessionValues(
   const Rx = xbytes(R);
   const e = modN(toInt(hashChallenge(Rx, Qx, msg)));
   return { keyset, kctx, Qeven: hasEvenY(kctx.Q), Qx, b, R, Reven: hasEvenY(R), Rx, e };
+}
+
+// Session values by (keys, tweaks, aggnonce, message), for the public verify/aggregate paths
+// only: a coordinator verifies every signer of one session, then aggregates. Signing always
+// computes its session values afresh.
+const sessions = new LruCache<string, SessionValues>(128);
+
+function sessionValuesCached(
+  aggnonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[], msg: Uint8Array,
+  aggPoints?: { R1: Point; R2: Point },
+): SessionValues {
+  const { id } = keyAggAndTweakSet(pubkeys, tweaks); // first, so key and tweak errors come first
+  const key = `${id}|${toHex(aggnonce)}|${toHex(sha256(msg))}`;
+  let sv = sessions.get(key);
+  if (sv === undefined) {
+    sv = sessionValues(aggnonce, pubkeys, tweaks, msg, aggPoints);
+    sessions.set(key, sv);
+  }
+  return sv;
 }
 
 /**
@@ -227,7 +248,7 @@ export function partialSigVerify(
   }
   const decoded = decodePubnonces(pubnonces, (j) => new InvalidContributionError(j, 'pubnonce', 'not a valid pair of compressed points'));
   const agg = aggregateNoncePoints(decoded);
-  const sv = sessionValues(agg.aggnonce, pubkeys, tweaks, msg, agg);
+  const sv = sessionValuesCached(agg.aggnonce, pubkeys, tweaks, msg, agg);
   const [Rs1, Rs2] = decoded[i] as [Point, Point];
   const s = toInt(psig);
   const ks = sv.keyset;
@@ -238,7 +259,7 @@ export function partialSigVerify(
 export function partialSigAgg(psigs: readonly Uint8Array[], ctx: SessionContext): Uint8Array {
   checkByteList(psigs, 'psigs', 32, 1);
   checkSessionContext(ctx);
-  const sv = sessionValues(ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
+  const sv = sessionValuesCached(ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
   let s = 0n;
   psigs.forEach((ps, i) => {
     const si = toInt(ps);
