@@ -72,31 +72,37 @@ export function nonceGen(input: NonceGenInput): NonceGenOutput {
   }
   if (randIn !== undefined) checkBytes(randIn, 'rand', 32);
 
-  const randPrime: Uint8Array = randIn === undefined ? randomBytes(32) : randIn.slice();
-  // rand = sk XOR hash_aux(rand') if sk is present, else rand'.
-  let rand: Uint8Array = randPrime;
-  if (sk !== undefined) {
-    rand = hashAux(randPrime);
-    for (let i = 0; i < 32; i++) rand[i] = (rand[i] as number) ^ (sk[i] as number);
-  }
   const aggpkBytes = aggpk ?? new Uint8Array(0);
   const mPrefixed = msg === undefined ? Uint8Array.of(0) : concat(Uint8Array.of(1), uintBytes(msg.length, 8), msg);
   const extra = extraIn ?? new Uint8Array(0);
-  const prefix = concat(
-    rand, uintBytes(pk.length, 1), pk, uintBytes(aggpkBytes.length, 1), aggpkBytes,
-    mPrefixed, uintBytes(extra.length, 4), extra,
-  );
-  const h1 = hashNonce(prefix, Uint8Array.of(0));
-  const h2 = hashNonce(prefix, Uint8Array.of(1));
+  const secrets: Uint8Array[] = []; // wiped on the way out, whatever happens
   try {
+    const randPrime = randIn === undefined ? randomBytes(32) : randIn.slice();
+    secrets.push(randPrime);
+    // rand = sk XOR hash_aux(rand') if sk is present, else rand'.
+    let rand = randPrime;
+    if (sk !== undefined) {
+      rand = hashAux(randPrime);
+      secrets.push(rand);
+      for (let i = 0; i < 32; i++) rand[i] = (rand[i] as number) ^ (sk[i] as number);
+    }
+    const parts = [
+      rand, uintBytes(pk.length, 1), pk, uintBytes(aggpkBytes.length, 1), aggpkBytes,
+      mPrefixed, uintBytes(extra.length, 4), extra,
+    ];
+    const h1 = hashNonce(...parts, Uint8Array.of(0));
+    secrets.push(h1);
+    const h2 = hashNonce(...parts, Uint8Array.of(1));
+    secrets.push(h2);
     const k1 = toInt(h1) % N;
     const k2 = toInt(h2) % N;
     if (k1 === 0n || k2 === 0n) throw new InvalidInputError('nonce derivation produced k = 0; retry');
     const pair = noncePoints(k1, k2);
     return { secnonce: encodeSecnonce(k1, k2, pk), pubnonce: encodePubnonce(pair) };
   } finally {
-    for (const buf of [randPrime, rand, prefix, h1, h2]) buf.fill(0);
+    for (const buf of secrets) buf.fill(0);
   }
+}
 }
 
 // Decoded pubnonces, so a coordinator verifying every signer of a session decodes each once.
