@@ -77,7 +77,7 @@ export function nonceGen(input: NonceGenInput): NonceGenOutput {
   const extra = extraIn ?? new Uint8Array(0);
   const secrets: Uint8Array[] = []; // wiped on the way out, whatever happens
   try {
-    const randPrime = randIn === undefined ? randomBytes(32) : randIn.slice();
+    const randPrime: Uint8Array = randIn === undefined ? randomBytes(32) : randIn.slice();
     secrets.push(randPrime);
     // rand = sk XOR hash_aux(rand') if sk is present, else rand'.
     let rand = randPrime;
@@ -102,7 +102,6 @@ export function nonceGen(input: NonceGenInput): NonceGenOutput {
   } finally {
     for (const buf of secrets) buf.fill(0);
   }
-}
 }
 
 // Decoded pubnonces, so a coordinator verifying every signer of a session decodes each once.
