@@ -8,7 +8,7 @@ import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js';
 import { normalizeZ } from '@noble/curves/abstract/curve.js';
 import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js';
 import { InvalidInputError } from './errors.js';
-import { P, fmul, fsqr, fsqrt } from './field.js';
+import { P as FIELD_P, fmul, fsqr, fsqrt } from './field.js';
 
 export type Point = WeierstrassPoint<bigint>;
 export const Point = secp256k1.Point;
@@ -68,13 +68,13 @@ export function cbytesExt(P: Point): Uint8Array {
 export function cpoint(bytes: Uint8Array): Point | null {
   if (bytes.length !== 33 || (bytes[0] !== 2 && bytes[0] !== 3)) return null;
   const x = toInt(bytes.subarray(1));
-  if (x >= P) return null;
+  if (x >= FIELD_P) return null;
   let c = fmul(fsqr(x), x) + 7n;
-  if (c >= P) c -= P;
+  if (c >= FIELD_P) c -= FIELD_P;
   const y = fsqrt(c); // lift_x: the root, if there is one
   if (y === null || y === 0n) return null;
   const wantOdd = bytes[0] === 3;
-  return Point.fromAffine({ x, y: ((y & 1n) === 1n) === wantOdd ? y : P - y });
+  return Point.fromAffine({ x, y: ((y & 1n) === 1n) === wantOdd ? y : FIELD_P - y });
 }
 
 /** The same points with Z = 1, using one shared inversion (infinity stays infinity). */

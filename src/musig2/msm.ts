@@ -4,10 +4,11 @@
  *
  * Why not noble's multiplyUnsafe: its complete projective formulas and per-operation point
  * objects cost about 1 ms for one fresh point here. This uses the cheaper Jacobian formulas for
- * a = 0 on plain bigints, with the GLV endomorphism (two 128-bit halves per scalar), width-5
- * wNAF tables in affine coordinates (one shared inversion), a width-8 table for G built once,
- * and one shared doubling chain (Strauss). Results are handed back as noble points and checked
- * against noble in test/musig2/curve.test.ts. Never use this for secret scalars.
+ * a = 0 on plain bigints, with the GLV endomorphism (two 128-bit halves per scalar), wNAF
+ * tables in affine coordinates (width 5 for one-off points, width 6 cached for public keys,
+ * width 8 for G; one shared inversion per call), and one shared doubling chain (Strauss).
+ * Results are handed back as noble points and checked against noble in
+ * test/musig2/curve.test.ts. Never use this for secret scalars.
  */
 import { Point } from './encoding.js';
 import { P, finvBatch, fmul, fsqr, fsub, red } from './field.js';

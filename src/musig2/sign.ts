@@ -1,6 +1,7 @@
 /**
  * BIP327 session values, Sign, DeterministicSign, PartialSigVerify and PartialSigAgg.
  */
+import { sha256 } from '@noble/hashes/sha2.js';
 import {
   N, Point, bytes32, cbytes, checkByteList, checkBytes, concat, cpointExt,
   equalBytes, hasEvenY, modN, toHex, toInt, uintBytes, xbytes,
@@ -9,7 +10,6 @@ import { hashAux, hashChallenge, hashDetNonce, hashNonceCoef } from './hash.js';
 import { msmPublic, mulBaseSecret } from './curve.js';
 import { InvalidContributionError, InvalidInputError, Musig2Error } from './errors.js';
 import { LruCache } from './lru.js';
-import { sha256 } from '@noble/hashes/sha2.js';
 import { checkTweaks, keyAggAndTweakSet, keyCoef } from './keyagg.js';
 import type { KeyAggContext, KeySet, Tweak } from './keyagg.js';
 import { aggregateNoncePoints, decodePubnonces, encodePubnonce, noncePoints } from './nonce.js';
@@ -91,26 +91,28 @@ function sessionValuesCached(
   return sv;
 }
 
+/** −e·a·g·gacc mod n: P's scalar when the verification equation is moved to one side. */
+function negKeyScalar(sv: SessionValues, a: bigint): bigint {
+  const g = sv.Qeven ? 1n : N - 1n;
+  return modN(-(sv.e * a * g * sv.kctx.gacc));
+}
+
 /**
- * PartialSigVerifyInternal for one signer, given the signer's pubnonce points, key point P and
- * key aggregation coefficient a. With Re = ±(R*1 + b·R*2) (sign of has_even_y(R)) and
- * g' = g·gacc, the BIP's check s·G == Re + e·a·g'·P is evaluated as one multi-scalar product:
- * s·G − e·a·g'·P ∓ b·R*2 == ±R*1. Public data only: variable time.
+ * PartialSigVerifyInternal for one signer, given the signer's pubnonce points, key point P (and
+ * its hex, to cache P's table) and key aggregation coefficient a. With Re = ±(R*1 + b·R*2)
+ * (sign of has_even_y(R)) and g' = g·gacc, the BIP's check s·G == Re + e·a·g'·P is evaluated
+ * as one multi-scalar product: s·G − e·a·g'·P ∓ b·R*2 == ±R*1. Public data only: variable time.
  */
 function verifyInternal(s: bigint, Rs1: Point, Rs2: Point, P: Point, pkHex: string, a: bigint, sv: SessionValues): boolean {
   if (s >= N) return false;
-  const g = sv.Qeven ? 1n : N - 1n;
-  const eag = modN(sv.e * a * g * sv.kctx.gacc);
-  const lhs = msmPublic([P, Rs2], [modN(-eag), sv.Reven ? modN(-sv.b) : sv.b], s, [pkHex, undefined]);
+  const lhs = msmPublic([P, Rs2], [negKeyScalar(sv, a), sv.Reven ? modN(-sv.b) : sv.b], s, [pkHex, undefined]);
   return lhs.equals(sv.Reven ? Rs1 : Rs1.negate());
 }
 
 /** The same check given the effective nonce Re* = R*1 + b·R*2 as one point. */
 function verifyEffective(s: bigint, ReStar: Point, P: Point, pkHex: string, a: bigint, sv: SessionValues): boolean {
   if (s >= N) return false;
-  const g = sv.Qeven ? 1n : N - 1n;
-  const eag = modN(sv.e * a * g * sv.kctx.gacc);
-  const lhs = msmPublic([P], [modN(-eag)], s, [pkHex]);
+  const lhs = msmPublic([P], [negKeyScalar(sv, a)], s, [pkHex]);
   return lhs.equals(sv.Reven ? ReStar : ReStar.negate());
 }
 
