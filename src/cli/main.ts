@@ -16,6 +16,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'run the signer daemon (gRPC Signer and Aggregator, health, reflection)',
     load: async () => (await import('./serve.js')).runServe,
   },
+  start: {
+    summary: 'npm start: a local demo daemon on a project-local SoftHSM2 token with three demo keys',
+    load: async () => (await import('./start.js')).runStart,
+  },
   sign: {
     summary: 'coordinate a full signing session across signer daemons and print the signature',
     load: async () => (await import('./sign.js')).runSign,

@@ -37,36 +37,34 @@ async function readTls(tls: NonNullable<ServeConfig['tls']>): Promise<TlsMateria
   };
 }
 
-/** Resolves with the first SIGTERM or SIGINT. */
-function nextSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(signal);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
+export interface RunningDaemon {
+  /** The bound gRPC address (with the real port when 0 was asked for). */
+  address: string;
+  logger: Logger;
+  /** Drains in-flight calls, wipes open sessions, closes everything. */
+  stop(): Promise<{ forced: boolean; sessionsWiped: number }>;
 }
 
-export async function runServe(argv: string[]): Promise<number> {
-  const config = parseServeArgs(argv);
+export function daemonLogger(level: string): Logger {
+  return pino({ name: 'musig2-signer', level, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
+}
+
+/** Checks the listen addresses before anything is opened; CliError (exit 2) when refused. */
+function checkAddresses(config: ServeConfig): void {
   try {
     const { host } = parseListenAddress(config.listen);
     if (config.metricsListen) parseListenAddress(config.metricsListen);
-    // Refuse before touching the token; DaemonServer.start checks again.
     if (!config.tls && !config.insecure && !isLoopbackHost(host)) throw new InsecureListenError(config.listen);
   } catch (err) {
     if (err instanceof ListenAddressError || err instanceof InsecureListenError) throw new CliError(err.message, 2);
     throw err;
   }
-  const logger: Logger = pino(
-    { name: 'musig2-signer', level: config.logLevel, base: { pid: process.pid } },
-    pino.destination({ dest: 2, sync: true }),
-  );
-  // Listen for signals from the start, so a SIGTERM during startup still shuts down cleanly.
-  const signal = nextSignal();
+}
+
+/** Opens the token and the ledger and starts serving; logs "listening on ADDR" once bound. */
+export async function startDaemon(config: ServeConfig, logger: Logger): Promise<RunningDaemon> {
+  // Refuse a bad address before touching the token; DaemonServer.start checks again.
+  checkAddresses(config);
   const tls = config.tls ? await readTls(config.tls) : undefined;
 
   const closers: { name: string; close: () => Promise<void> }[] = [];
@@ -127,12 +125,42 @@ export async function runServe(argv: string[]): Promise<number> {
   }
   logger.info({ address: server.address, tls: tls !== undefined }, `listening on ${server.address}`);
 
+  return {
+    address: server.address,
+    logger,
+    async stop() {
+      const { forced } = await server.shutdown(config.shutdownGraceMs);
+      // SignerService.close() wipes every secret nonce still held; the keystore and ledger follow.
+      const sessionsWiped = signer.openSessions();
+      await closeAll();
+      logger.info({ forced, sessionsWiped }, 'stopped');
+      return { forced, sessionsWiped };
+    },
+  };
+}
+
+/** Resolves with the first SIGTERM or SIGINT. */
+export function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(signal);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+}
+
+export async function runServe(argv: string[]): Promise<number> {
+  const config = parseServeArgs(argv);
+  checkAddresses(config);
+  const logger = daemonLogger(config.logLevel);
+  // Listen for signals from the start, so a SIGTERM during startup still shuts down cleanly.
+  const signal = nextSignal();
+  const daemon = await startDaemon(config, logger);
   const got = await signal;
   logger.info({ signal: got }, 'shutting down: draining in-flight calls');
-  const { forced } = await server.shutdown(config.shutdownGraceMs);
-  // SignerService.close() wipes every secret nonce still held; the keystore and ledger follow.
-  const sessionsWiped = signer.openSessions();
-  await closeAll();
-  logger.info({ forced, sessionsWiped }, 'stopped');
+  await daemon.stop();
   return 0;
 }

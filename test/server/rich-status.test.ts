@@ -9,10 +9,10 @@ const def = protoLoader.loadSync(fileURLToPath(new URL('./fixtures/rpc_status.pr
   bytes: Buffer,
 });
 const codec = (def['testonly.rpc.Codec'] as protoLoader.ServiceDefinition).Status!;
-const encodeStatusRef = (v: unknown): Buffer => codec.requestSerialize(v);
+const encodeStatusRef = (v: object): Buffer => codec.requestSerialize(v);
 const decodeStatusRef = (b: Uint8Array) =>
   codec.requestDeserialize(Buffer.from(b)) as { code: number; message: string; details: { typeUrl: string; value: Buffer }[] };
-const encodeInfoRef = (v: unknown): Buffer => codec.responseSerialize(v);
+const encodeInfoRef = (v: object): Buffer => codec.responseSerialize(v);
 const decodeInfoRef = (b: Uint8Array) =>
   codec.responseDeserialize(Buffer.from(b)) as { reason: string; domain: string; metadata: Record<string, string> };
 
