@@ -5,8 +5,8 @@
  * Why not noble's multiplyUnsafe: its complete projective formulas and per-operation point
  * objects cost about 1 ms for one fresh point here. This uses the cheaper Jacobian formulas for
  * a = 0 on plain bigints, with the GLV endomorphism (two 128-bit halves per scalar), wNAF
- * tables in affine coordinates (width 5 for one-off points, width 6 cached for public keys,
- * width 8 for G; one shared inversion per call), and one shared doubling chain (Strauss).
+ * tables in affine coordinates (width 5, cached for public keys; width 8 for G; one shared
+ * inversion per call), and one shared doubling chain (Strauss).
  * Results are handed back as noble points and checked against noble in
  * test/musig2/curve.test.ts. Never use this for secret scalars.
  */
@@ -188,8 +188,7 @@ function lanesFor(k: bigint, table: Table, endoTable: Table, w: number, lanes: L
 
 const endo = (t: Table): Table => ({ xs: t.xs.map((x) => fmul(x, BETA)), ys: t.ys });
 
-const W_POINT = 5; // one-off points: a small table is cheapest to build
-const W_KEY = 6; // public keys that recur: a wider table, built once and cached
+const W_POINT = 5; // small tables are cheapest to build, and most points are used once
 const W_BASE = 8;
 const G_TABLE = oddMultiples([Point.BASE.toAffine()], W_BASE)[0] as Table;
 const G_ENDO = endo(G_TABLE);
@@ -216,36 +215,30 @@ export function msmVartime(
   if (points.length !== scalars.length) throw new Error('msm: points and scalars differ in length');
   for (const k of [...scalars, gScalar]) if (k < 0n || k >= N) throw new Error('msm: scalar out of range');
   const lanes: Lane[] = [];
-  const fresh: { x: bigint; y: bigint }[] = [];
-  const freshK: bigint[] = [];
-  const keyed: { x: bigint; y: bigint }[] = [];
-  const keyedK: bigint[] = [];
-  const keyedIds: string[] = [];
+  // Points without a cached table get one built here, all with one shared inversion.
+  const build: { x: bigint; y: bigint }[] = [];
+  const buildK: bigint[] = [];
+  const buildId: (string | undefined)[] = [];
   points.forEach((pt, i) => {
     const k = scalars[i] as bigint;
     if (k === 0n || pt.is0()) return;
     const id = ids?.[i];
     const hit = id === undefined ? undefined : keyTables.get(id);
     if (hit !== undefined) {
-      lanesFor(k, hit.table, hit.endoTable, W_KEY, lanes);
-    } else if (id !== undefined) {
-      keyed.push(pt.toAffine());
-      keyedK.push(k);
-      keyedIds.push(id);
+      lanesFor(k, hit.table, hit.endoTable, W_POINT, lanes);
     } else {
-      fresh.push(pt.toAffine());
-      freshK.push(k);
+      build.push(pt.toAffine());
+      buildK.push(k);
+      buildId.push(id);
     }
   });
-  if (keyed.length > 0) {
-    oddMultiples(keyed, W_KEY).forEach((table, i) => {
+  if (build.length > 0) {
+    oddMultiples(build, W_POINT).forEach((table, i) => {
       const entry = { table, endoTable: endo(table) };
-      keyTables.set(keyedIds[i] as string, entry);
-      lanesFor(keyedK[i] as bigint, entry.table, entry.endoTable, W_KEY, lanes);
+      const id = buildId[i];
+      if (id !== undefined) keyTables.set(id, entry);
+      lanesFor(buildK[i] as bigint, entry.table, entry.endoTable, W_POINT, lanes);
     });
-  }
-  if (fresh.length > 0) {
-    oddMultiples(fresh, W_POINT).forEach((t, i) => lanesFor(freshK[i] as bigint, t, endo(t), W_POINT, lanes));
   }
   if (gScalar !== 0n) lanesFor(gScalar, G_TABLE, G_ENDO, W_BASE, lanes);
 
