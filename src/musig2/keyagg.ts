@@ -4,6 +4,7 @@
  * bounded LRUs keyed by the exact key list (and tweak list), since signers and coordinators
  * reuse the same key set across many sessions.
  */
+import { sha256 } from '@noble/hashes/sha2.js';
 import {
   N, Point, cbytes, checkArray, checkByteList, checkBytes, compareBytes, concat, cpoint,
   equalBytes, hasEvenY, modN, toHex, toInt, xbytes,
@@ -39,10 +40,10 @@ export interface KeySet {
   readonly ctx: KeyAggContext;
 }
 
-const KEYSET_CACHE = 256;
-const TWEAKED_CACHE = 256;
-const keysets = new LruCache<string, KeySet>(KEYSET_CACHE);
-const tweaked = new LruCache<string, KeyAggContext>(TWEAKED_CACHE);
+// Bounded by entries and by keys held, so a flood of huge key lists cannot exhaust memory.
+export const MAX_CACHED_KEYS = 32768;
+const keysets = new LruCache<string, KeySet>(256, MAX_CACHED_KEYS, (ks) => ks.pubkeys.length);
+const tweaked = new LruCache<string, KeyAggContext>(256);
 
 /** IndividualPubkey(sk): the 33-byte compressed public key. Fails unless 0 < int(sk) < n. */
 export function individualPubkey(sk: Uint8Array): Uint8Array {
@@ -96,9 +97,10 @@ function aggregate(id: string, pubkeys: readonly Uint8Array[]): KeySet {
 /** The cached aggregation of a key list (validating lengths first). */
 export function getKeySet(pubkeys: readonly Uint8Array[]): KeySet {
   checkByteList(pubkeys, 'pubkeys', 33, 1);
-  const id = toHex(concat(...pubkeys));
+  // Keyed by a hash of the list; a hit is still compared byte for byte before it is used.
+  const id = toHex(sha256(concat(...pubkeys)));
   let ks = keysets.get(id);
-  if (ks === undefined) {
+  if (ks === undefined || ks.pubkeys.length !== pubkeys.length || !ks.pubkeys.every((pk, i) => equalBytes(pk, pubkeys[i] as Uint8Array))) {
     ks = aggregate(id, pubkeys);
     keysets.set(id, ks);
   }

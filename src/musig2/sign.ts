@@ -10,7 +10,7 @@ import { hashAux, hashChallenge, hashDetNonce, hashNonceCoef } from './hash.js';
 import { msmPublic, mulBaseSecret } from './curve.js';
 import { InvalidContributionError, InvalidInputError, Musig2Error } from './errors.js';
 import { LruCache } from './lru.js';
-import { checkTweaks, keyAggAndTweakSet, keyCoef } from './keyagg.js';
+import { MAX_CACHED_KEYS, checkTweaks, keyAggAndTweakSet, keyCoef } from './keyagg.js';
 import type { KeyAggContext, KeySet, Tweak } from './keyagg.js';
 import { aggregateNoncePoints, decodePubnonces, encodePubnonce, noncePoints } from './nonce.js';
 import type { NoncePair } from './nonce.js';
@@ -75,7 +75,7 @@ function sessionValues(
 // Session values by (keys, tweaks, aggnonce, message), for the public verify/aggregate paths
 // only: a coordinator verifies every signer of one session, then aggregates. Signing always
 // computes its session values afresh.
-const sessions = new LruCache<string, SessionValues>(128);
+const sessions = new LruCache<string, SessionValues>(128, MAX_CACHED_KEYS, (sv) => sv.keyset.pubkeys.length);
 
 function sessionValuesCached(
   aggnonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[], msg: Uint8Array,
