@@ -120,11 +120,17 @@ function checkTweak(tweak: unknown, xonly: unknown, name: string): bigint {
   return t;
 }
 
+/** Reject anything that is not a well-formed KeyAgg Context (callers may build their own). */
+function checkContext(ctx: unknown): asserts ctx is KeyAggContext {
+  const c = ctx as Partial<KeyAggContext> | null;
+  const ok = typeof c === 'object' && c !== null && c.Q instanceof Point && !c.Q.is0()
+    && (c.gacc === 1n || c.gacc === N - 1n) && typeof c.tacc === 'bigint' && c.tacc >= 0n && c.tacc < N;
+  if (!ok) throw new InvalidInputError('ctx must be a KeyAggContext (from keyAgg, applyTweak or keyAggAndTweak)', 'ctx');
+}
+
 /** ApplyTweak(keyagg_ctx, tweak, is_xonly_t). */
 export function applyTweak(ctx: KeyAggContext, tweak: Uint8Array, isXonly: boolean): KeyAggContext {
-  if (typeof ctx !== 'object' || ctx === null || !(ctx.Q instanceof Point)) {
-    throw new InvalidInputError('ctx must be a KeyAggContext', 'ctx');
-  }
+  checkContext(ctx);
   return tweakWith(ctx, checkTweak(tweak, isXonly, 'tweak'), isXonly, 'tweak');
 }
 
@@ -172,11 +178,13 @@ export function keyAggAndTweak(pubkeys: readonly Uint8Array[], tweaks: readonly 
 
 /** GetXonlyPubkey: xbytes(Q), 32 bytes. */
 export function getXonlyPk(ctx: KeyAggContext): Uint8Array {
+  checkContext(ctx);
   return xbytes(ctx.Q);
 }
 
 /** GetPlainPubkey: cbytes(Q), 33 bytes. */
 export function getPlainPk(ctx: KeyAggContext): Uint8Array {
+  checkContext(ctx);
   return cbytes(ctx.Q);
 }
 

@@ -16,7 +16,7 @@ export interface NonceGenInput {
   aggpk?: Uint8Array; // 32, x-only aggregate key, optional
   msg?: Uint8Array; // optional; absent (undefined) differs from empty
   extraIn?: Uint8Array; // optional
-  rand?: Uint8Array; // rand' (32): injectable for test vectors only; default is the CSPRNG
+  rand?: Uint8Array; // rand' (32): default is the CSPRNG; pass it only to supply entropy or for test vectors
 }
 
 export interface NonceGenOutput {

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { sha256 } from '@noble/hashes/sha2.js';
 import {
-  InvalidContributionError, InvalidInputError, Musig2Error, applyTweak, deterministicSign, getXonlyPk, individualPubkey,
+  InvalidContributionError, InvalidInputError, Musig2Error, applyTweak, deterministicSign, getPlainPk, getXonlyPk, individualPubkey,
   keyAgg, keyAggAndTweak, keySort, nonceAgg, nonceGen, partialSigAgg, partialSigVerify, sign,
 } from '../../src/musig2/index.js';
 import type { SessionContext, Tweak } from '../../src/musig2/index.js';
@@ -292,6 +292,9 @@ describe('wrong lengths and types for every argument', () => {
     expectInvalidInput(() => applyTweak(ctx, short(tweak.tweak), true), 'tweak', /32 bytes/);
     expectInvalidInput(() => applyTweak(ctx, tweak.tweak, 'yes' as unknown as boolean), 'tweak', /boolean/);
     expectInvalidInput(() => applyTweak({} as never, tweak.tweak, true), 'ctx');
+    expectInvalidInput(() => applyTweak({ ...ctx, gacc: 2n }, tweak.tweak, true), 'ctx');
+    expectInvalidInput(() => getXonlyPk(null as never), 'ctx');
+    expectInvalidInput(() => getPlainPk({ ...ctx, tacc: -1n }), 'ctx');
     expectInvalidInput(() => keyAggAndTweak(s.pubkeys, [tweak, { tweak: long(tweak.tweak), xonly: false }]), 'tweaks[1].tweak', /32 bytes/);
     expectInvalidInput(() => keyAggAndTweak(s.pubkeys, [{ tweak: tweak.tweak } as Tweak]), 'tweaks[0]', /boolean/);
     expectInvalidInput(() => keyAggAndTweak(s.pubkeys, [null as unknown as Tweak]), 'tweaks[0]');
