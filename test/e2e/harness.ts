@@ -131,7 +131,10 @@ export class Daemon {
     let metricsAddress: string | undefined;
     const address = await new Promise<string>((resolve, reject) => {
       let rest = '';
-      const timer = setTimeout(() => reject(new Error(`daemon did not start in time:\n${lines.join('\n')}`)), 60_000);
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`daemon did not start in time:\n${lines.join('\n')}`));
+      }, 60_000);
       child.stderr!.on('data', (d: Buffer) => {
         rest += d.toString();
         let nl: number;
