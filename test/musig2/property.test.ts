@@ -363,6 +363,25 @@ describe(`property: random MuSig2 sessions vs scure and brandonblack (seed ${SEE
     });
   }
 
+  it('cached key aggregation follows keys and tweaks mutated in place', () => {
+    // keyAggAndTweak is LRU-cached; a caller that reuses its arrays must never get a stale key.
+    const rng = new Rng(concatBytes(SEED, Uint8Array.of(0xca, 0xc4, 0xe0)));
+    const where = `seed=${SEED_HEX} cache check`;
+    const pks = [rng.scalar(), rng.scalar(), rng.scalar()].map((sk) => ours.individualPubkey(sk));
+    const tweak = { tweak: rng.scalar(), xonly: true };
+    const check = (what: string): void => {
+      const mine = ours.getPlainPk(ours.keyAggAndTweak(pks, [tweak]));
+      expect(hex(mine), `${where}: ${what}`).toBe(hex(brandonblackPeer.keyAgg([...pks], [tweak]).plain));
+    };
+    check('first use');
+    pks[1]!.set(ours.individualPubkey(rng.scalar()));
+    check('after a key changed in place');
+    tweak.tweak.set(rng.scalar());
+    check('after a tweak changed in place');
+    tweak.xonly = false;
+    check('after a tweak changed kind');
+  });
+
   it('covered every kind of case', () => {
     expect(seen.sessions).toBe(SESSIONS);
     expect([...seen.signers].sort((a, b) => a - b)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
