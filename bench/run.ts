@@ -17,6 +17,7 @@ interface Section {
 const SECTIONS: readonly Section[] = [
   { name: 'core', file: 'core', entry: 'benchCore' },
   { name: 'keystore', file: 'keystore', entry: 'benchKeystore' },
+  { name: 'daemon', file: 'daemon', entry: 'benchDaemon' },
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));
