@@ -37,6 +37,12 @@ async function runSection(s: Section): Promise<void> {
   await (fn as () => Promise<void>)();
 }
 
+for (const name of only ?? []) {
+  if (!SECTIONS.some((s) => s.name === name)) {
+    console.log(`BENCH_ONLY: no section named ${name} (known: ${SECTIONS.map((s) => s.name).join(', ')})\n`);
+  }
+}
+
 for (const s of SECTIONS) {
   if (only !== undefined && !only.includes(s.name)) continue;
   await runSection(s);
