@@ -15,6 +15,15 @@ export function mulBaseSecret(k: bigint): Point {
   return G_SECRET.multiply(k);
 }
 
+/**
+ * Build the G tables now (a few hundred ms) instead of on the first signature, e.g. at daemon
+ * start-up, so the first request is not slow.
+ */
+export function warmUp(): void {
+  G_SECRET.multiply(3n);
+  G_PUBLIC.multiplyUnsafe(3n);
+}
+
 /** s·G for a public s in [0, n): variable time. */
 export function mulBasePublic(s: bigint): Point {
   return G_PUBLIC.multiplyUnsafe(s);

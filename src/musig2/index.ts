@@ -12,3 +12,4 @@ export { nonceGen, nonceAgg } from './nonce.js';
 export type { NonceGenInput, NonceGenOutput } from './nonce.js';
 export { sign, deterministicSign, partialSigVerify, partialSigAgg } from './sign.js';
 export type { SessionContext } from './sign.js';
+export { warmUp } from './curve.js';
