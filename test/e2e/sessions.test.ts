@@ -2,15 +2,16 @@
 // 1 to 5 signers spread over them, plain and BIP341 TapTweak tweaks, every final signature
 // checked with BIP340 verify; the `sign` CLI; the Aggregator RPCs; health and reflection.
 import { join } from 'node:path';
-import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, status as Status } from '@grpc/grpc-js';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AggregatorClient, runSession, SignerClient } from '../../src/client/index.js';
+import { AggregatorClient, ClientError, runSession, SignerClient } from '../../src/client/index.js';
 import type { SessionSigner, Tweak } from '../../src/client/index.js';
+import { nonceAgg } from '../../src/musig2/index.js';
 import { createKey, Daemon, fromHex, hex, makeToken, removeToken, ROOT, runCli } from './harness.js';
 import type { Token } from './harness.js';
 
@@ -99,6 +100,25 @@ describe('runSession over real daemons', () => {
     for (const r of results) expect(schnorr.verify(r.signature, message, r.aggregatePubkeyXonly)).toBe(true);
     // Fresh random nonces each time: eight different signatures for one message.
     expect(new Set(results.map((r) => hex(r.signature))).size).toBe(8);
+  });
+});
+
+describe('proto3 optional message in NonceGen', () => {
+  it('absent leaves the message open; present-but-empty binds the empty message', async () => {
+    const c = clients[0]!;
+    const keys = await c.listKeys();
+    const pubkeys = ['alice', 'carol'].map((id) => keys.find((k) => k.keyId === id)!.publicKey);
+    const sign = async (round1Message: Uint8Array | undefined, message: Uint8Array) => {
+      const r1 = await c.nonceGen({ keyId: 'alice', pubkeys, ...(round1Message ? { message: round1Message } : {}) });
+      const last = await c.deterministicSign({ keyId: 'carol', aggothernonce: r1.pubnonce, pubkeys, message });
+      return c.sign({ sessionId: r1.sessionId, aggnonce: nonceAgg([r1.pubnonce, last.pubnonce]), pubkeys, message });
+    };
+    const message = randomBytes(32);
+    await expect(sign(undefined, message)).resolves.toMatchObject({ partialSig: expect.any(Uint8Array) });
+    const refused = await sign(new Uint8Array(0), message).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ClientError);
+    expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
+    await expect(sign(new Uint8Array(0), new Uint8Array(0))).resolves.toMatchObject({ partialSig: expect.any(Uint8Array) });
   });
 });
 
