@@ -5,12 +5,44 @@
 // defeat the ledger, so every commit reaches the disk before the caller may sign.
 //
 // better-sqlite3 is synchronous. Lock waits must not freeze the event loop, so SQLite's own
-// busy handler is off (busy_timeout = 0) and a busy database is retried here with short
-// async sleeps until a deadline, after which the caller gets LedgerUnavailableError.
+// busy handler is off (busy_timeout = 0: a held lock answers SQLITE_BUSY at once) and a busy
+// database is retried here with short async sleeps until each request's deadline, after
+// which that caller gets LedgerUnavailableError.
 //
-// NonceGen inserts are group-committed: inserts that arrive in the same event-loop turn
-// share one transaction (one fsync), and each caller's promise settles only after that
-// commit. Used-marking stays one conditional UPDATE per call.
+// Group commit. A commit costs an fsync, and the fsync blocks the daemon's only JavaScript
+// thread. So every write (recordNonce, markUsed, storePsig, recordDeterministic) goes into
+// one FIFO queue, and the writes that arrive within one event-loop turn (drained from a
+// setImmediate) are applied in ONE transaction: one fsync for all of them. Why that is as
+// safe as one transaction per call:
+//
+// - Durable before anyone acts. Each request's outcome is computed inside the transaction
+//   but handed to its caller only after COMMIT has returned, i.e. after the fsync. A caller
+//   never learns "marked" (and so never signs) before the mark is on disk.
+// - Same outcomes as sequential calls. Requests are applied one after another, in
+//   submission order, inside the transaction, and each sees the effects of the ones before
+//   it (a transaction reads its own writes). Two markUsed for one pubnonce in one batch:
+//   the first turns it used, the second finds it used and gets replay (same digest) or
+//   NonceReuseError (another digest), exactly as if the calls had been made one by one.
+//   Requests of different batches are ordered too: one batch at a time, in queue order.
+// - Each request has its own outcome. Each request runs inside a savepoint. A request-level
+//   refusal (NonceReuseError, NonceNotRecordedError, NonceCollisionError, a psig mismatch, a
+//   CHECK constraint) rolls back to that savepoint, undoing whatever that one request wrote,
+//   and the batch goes on: one refused request does not fail its neighbours.
+// - Fail closed together. Any database failure (I/O error, disk full, COMMIT failing)
+//   aborts and rolls back the whole transaction and rejects every request of the batch
+//   with LedgerUnavailableError, including those whose own outcome was already decided:
+//   nothing of the batch is half-written, and nobody signs on an uncommitted decision. A
+//   busy database (lock held by another process) applies nothing; the batch is retried as a
+//   whole, its outcomes recomputed from scratch.
+// - If a failed COMMIT nevertheless reached the disk (an fsync error after the WAL frames
+//   were written), the nonces are marked used although every caller was told "unavailable"
+//   and signed nothing. That direction is safe: a used nonce is never signed with again,
+//   and a deterministic retry with the same inputs replays.
+//
+// healthy() is non-blocking: it tries to take the write lock (BEGIN IMMEDIATE, answered at
+// once since busy_timeout is 0) and releases it. Taking the lock writes nothing, so after a
+// write failed for another reason (I/O error, disk full) it instead commits a real write
+// (the database header's user_version, rewritten with its own value) until one succeeds.
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -38,13 +70,23 @@ export const DEFAULT_BUSY_TIMEOUT_MS = 2000;
 /** Upper bound on rows per group commit, so one transaction never grows without limit. */
 const MAX_BATCH = 1000;
 
-interface PendingInsert {
-  readonly keyId: string;
-  readonly pubnonce: Buffer;
-  readonly sessionId: Buffer;
-  readonly resolve: () => void;
+/** One queued write: what it does inside the batch transaction, and who waits for it. */
+interface PendingWrite {
+  /** The ledger method, for error messages. */
+  readonly op: string;
+  /**
+   * Runs inside the batch transaction (in its own savepoint). Returns the caller's result,
+   * or throws a request-level LedgerError that refuses this request alone.
+   */
+  readonly apply: (at: number) => unknown;
+  /** Date.now() after which a busy database answers this request unavailable. */
+  readonly deadline: number;
+  readonly resolve: (value: unknown) => void;
   readonly reject: (err: unknown) => void;
 }
+
+/** A request's own outcome inside a batch that committed. */
+type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: LedgerError };
 
 interface Row {
   key_id: string;
@@ -61,10 +103,16 @@ export class SqliteLedger implements NonceLedger {
   private readonly db: Database.Database;
   private readonly busyTimeoutMs: number;
   private readonly now: () => number;
+  /** close() has begun: new writes are refused, queued ones still settle. */
+  private closing = false;
   private closed = false;
-  private pending: PendingInsert[] = [];
-  private flushScheduled = false;
-  private inFlightFlushes = new Set<Promise<void>>();
+  /** Writes not yet committed, in submission order. */
+  private queue: PendingWrite[] = [];
+  /** The drain loop is scheduled or running; `drained` settles when it stops. */
+  private draining = false;
+  private drained: Promise<void> = Promise.resolve();
+  /** The last batch failed for a reason other than a busy lock, and no write has succeeded since. */
+  private writeFailed = false;
 
   private readonly stmts: {
     insertRandom: Database.Statement;
@@ -74,7 +122,12 @@ export class SqliteLedger implements NonceLedger {
     byPubnonce: Database.Statement;
     bySession: Database.Statement;
   };
-  private readonly insertBatch: Database.Transaction<(batch: PendingInsert[], at: number) => boolean[]>;
+  /** The whole batch in one BEGIN IMMEDIATE … COMMIT; one outcome per request. */
+  private readonly applyBatch: Database.Transaction<(batch: readonly PendingWrite[], at: number) => Outcome[]>;
+  /** One request, called inside applyBatch: better-sqlite3 nests it as a savepoint. */
+  private readonly applyOne: Database.Transaction<(w: PendingWrite, at: number) => unknown>;
+  /** healthy() after a failed write: commit a write that changes nothing. */
+  private readonly probeWrite: Database.Transaction<() => void>;
 
   private constructor(db: Database.Database, opts: SqliteLedgerOptions) {
     this.db = db;
@@ -100,9 +153,22 @@ export class SqliteLedger implements NonceLedger {
       byPubnonce: db.prepare('SELECT * FROM nonces WHERE pubnonce = ?'),
       bySession: db.prepare('SELECT * FROM nonces WHERE session_id = ?'),
     };
-    this.insertBatch = db.transaction((batch: PendingInsert[], at: number) =>
-      batch.map((e) => this.stmts.insertRandom.run(e.keyId, e.pubnonce, e.sessionId, at).changes === 1),
+    this.applyOne = db.transaction((w: PendingWrite, at: number) => w.apply(at));
+    this.applyBatch = db.transaction((batch: readonly PendingWrite[], at: number) =>
+      batch.map((w): Outcome => {
+        try {
+          return { ok: true, value: this.applyOne(w, at) };
+        } catch (err) {
+          // A refusal of this request alone: its savepoint is rolled back, the batch goes on.
+          if (isRequestRefusal(err)) return { ok: false, error: toLedgerError(w.op, err) };
+          throw err; // a database failure: abort the whole batch
+        }
+      }),
     );
+    this.probeWrite = db.transaction(() => {
+      const v = db.pragma('user_version', { simple: true }) as number;
+      db.pragma(`user_version = ${Number(v)}`);
+    });
   }
 
   /** Open (creating if needed) a ledger file: WAL, synchronous=FULL, schema migrated. */
@@ -115,7 +181,8 @@ export class SqliteLedger implements NonceLedger {
     let db: Database.Database | undefined;
     try {
       if (!memory) mkdirSync(dirname(opts.path), { recursive: true, mode: 0o700 });
-      db = new Database(opts.path);
+      // timeout: 0 — SQLite's busy handler would sleep on this thread; see retries below.
+      db = new Database(opts.path, { timeout: 0 });
       db.pragma('busy_timeout = 0');
       const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
       if (!memory && mode.toLowerCase() !== 'wal') {
@@ -131,18 +198,12 @@ export class SqliteLedger implements NonceLedger {
   }
 
   async recordNonce(entry: { keyId: string; pubnonce: Uint8Array; sessionId: Uint8Array }): Promise<void> {
-    if (this.closed) throw closedError();
     checkLength('pubnonce', entry.pubnonce, 66);
     checkLength('sessionId', entry.sessionId, 32);
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({
-        keyId: entry.keyId,
-        pubnonce: toBuffer(entry.pubnonce),
-        sessionId: toBuffer(entry.sessionId),
-        resolve,
-        reject,
-      });
-      this.scheduleFlush();
+    const p = toBuffer(entry.pubnonce);
+    const s = toBuffer(entry.sessionId);
+    return this.enqueue('recordNonce', (at): void => {
+      if (this.stmts.insertRandom.run(entry.keyId, p, s, at).changes !== 1) throw new NonceCollisionError(entry.pubnonce);
     });
   }
 
@@ -151,14 +212,14 @@ export class SqliteLedger implements NonceLedger {
     checkLength('digest', digest, 32);
     const p = toBuffer(pubnonce);
     const d = toBuffer(digest);
-    return this.retrying('markUsed', () => {
-      if (this.stmts.markUsed.run(this.now(), d, p).changes === 1) return { outcome: 'marked' } as const;
-      // Nothing changed: the row is missing or already used. A used row never reverts, so
-      // reading it back after the failed update is race-free.
+    return this.enqueue('markUsed', (at): MarkUsedResult => {
+      if (this.stmts.markUsed.run(at, d, p).changes === 1) return { outcome: 'marked' };
+      // Nothing changed: the row is missing or already used. We hold the write lock, and a
+      // used row never reverts, so reading it back after the failed update is race-free.
       const row = this.stmts.byPubnonce.get(p) as Row | undefined;
       if (!row) throw new NonceNotRecordedError(pubnonce);
       if (row.digest && row.digest.equals(d)) {
-        return { outcome: 'replay', psig: row.psig ? new Uint8Array(row.psig) : null } as const;
+        return { outcome: 'replay', psig: row.psig ? new Uint8Array(row.psig) : null };
       }
       throw new NonceReuseError(pubnonce);
     });
@@ -171,7 +232,7 @@ export class SqliteLedger implements NonceLedger {
     const p = toBuffer(pubnonce);
     const d = toBuffer(digest);
     const s = toBuffer(psig);
-    return this.retrying('storePsig', () => {
+    return this.enqueue('storePsig', (): void => {
       if (this.stmts.storePsig.run(s, p, d).changes === 1) return;
       const row = this.stmts.byPubnonce.get(p) as Row | undefined;
       if (!row) throw new NonceNotRecordedError(pubnonce);
@@ -195,13 +256,11 @@ export class SqliteLedger implements NonceLedger {
     const p = toBuffer(entry.pubnonce);
     const d = toBuffer(entry.digest);
     const s = toBuffer(entry.psig);
-    return this.retrying('recordDeterministic', () => {
-      const at = this.now();
-      const inserted = this.stmts.insertDeterministic.run(entry.keyId, p, at, at, d, s).changes === 1;
-      if (inserted) return { outcome: 'recorded' } as const;
+    return this.enqueue('recordDeterministic', (at): RecordDeterministicResult => {
+      if (this.stmts.insertDeterministic.run(entry.keyId, p, at, at, d, s).changes === 1) return { outcome: 'recorded' };
       const row = this.stmts.byPubnonce.get(p) as Row | undefined;
       if (row && row.path === 'deterministic' && row.digest?.equals(d) && row.psig) {
-        return { outcome: 'replay', psig: new Uint8Array(row.psig) } as const;
+        return { outcome: 'replay', psig: new Uint8Array(row.psig) };
       }
       throw new NonceReuseError(entry.pubnonce);
     });
@@ -217,64 +276,117 @@ export class SqliteLedger implements NonceLedger {
     return this.retrying('findBySession', () => toRecord(this.stmts.bySession.get(s) as Row | undefined));
   }
 
-  /** Takes and releases the write lock, so a lock held elsewhere or a read-only file shows. */
+  /**
+   * Never blocks and never throws. Takes and releases the write lock (answered at once, as
+   * busy_timeout is 0), so a lock held elsewhere or a read-only file shows. After a write
+   * failed for another reason (I/O error, disk full), which taking the lock cannot see, it
+   * commits a real one-page write instead, until one succeeds.
+   */
   async healthy(): Promise<boolean> {
-    if (this.closed) return false;
+    if (this.closing || this.closed) return false;
     try {
-      this.db.exec('BEGIN IMMEDIATE');
-      this.db.exec('ROLLBACK');
+      if (this.writeFailed) {
+        this.probeWrite.immediate();
+        this.writeFailed = false;
+      } else {
+        this.db.exec('BEGIN IMMEDIATE');
+        this.db.exec('ROLLBACK');
+      }
       return true;
     } catch {
-      if (this.db.inTransaction) {
-        try {
-          this.db.exec('ROLLBACK');
-        } catch {
-          // the connection is already unusable; report unhealthy
-        }
-      }
+      this.rollbackQuietly();
       return false;
     }
   }
 
+  /** Settles every accepted write (committing what it can), then closes. */
   async close(): Promise<void> {
+    this.closing = true;
+    while (this.draining) await this.drained;
     if (this.closed) return;
-    // Settle every accepted insert before closing, so no caller is left waiting.
-    while (this.pending.length > 0 || this.inFlightFlushes.size > 0) {
-      if (this.pending.length > 0) this.startFlush();
-      await Promise.allSettled([...this.inFlightFlushes]);
-    }
     this.closed = true;
     this.db.close();
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      while (this.pending.length > 0) this.startFlush();
+  /** Queue a write for the next group commit; settles after that commit, with its own outcome. */
+  private enqueue<T>(op: string, apply: (at: number) => T): Promise<T> {
+    if (this.closing || this.closed) return Promise.reject(closedError());
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({
+        op,
+        apply,
+        deadline: Date.now() + this.busyTimeoutMs,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
+      if (!this.draining) {
+        this.draining = true;
+        this.drained = this.drain();
+      }
     });
   }
 
-  private startFlush(): void {
-    const batch = this.pending.splice(0, MAX_BATCH);
-    const done = this.flush(batch).finally(() => this.inFlightFlushes.delete(done));
-    this.inFlightFlushes.add(done);
-  }
-
-  /** One transaction for the whole batch; each entry learns whether its row went in. */
-  private async flush(batch: PendingInsert[]): Promise<void> {
-    let inserted: boolean[];
+  /**
+   * Commits the queue, one batch at a time, until it is empty. Starts after the current
+   * turn's writes have arrived, and yields a turn between batches. Never rejects.
+   */
+  private async drain(): Promise<void> {
     try {
-      inserted = await this.retrying('recordNonce', () => this.insertBatch.immediate(batch, this.now()));
-    } catch (err) {
-      for (const e of batch) e.reject(err);
-      return;
+      let delayMs = 1;
+      await nextTurn();
+      while (this.queue.length > 0) {
+        const batch = this.queue.slice(0, MAX_BATCH);
+        let outcomes: Outcome[];
+        try {
+          this.rollbackQuietly(); // never start a batch inside a leftover transaction
+          outcomes = this.applyBatch.immediate(batch, this.now());
+        } catch (err) {
+          if (isBusy(err)) {
+            // Nothing was applied. Requests past their deadline give up; the rest wait and
+            // are retried together with whatever arrives meanwhile.
+            const t = Date.now();
+            const expired = this.queue.filter((w) => w.deadline <= t);
+            this.queue = this.queue.filter((w) => w.deadline > t);
+            for (const w of expired) w.reject(toLedgerError(w.op, err));
+            if (this.queue.length > 0) await sleep(delayMs);
+            delayMs = Math.min(delayMs * 2, 50);
+            continue;
+          }
+          // A database failure: the transaction is rolled back; the whole batch fails closed.
+          this.queue.splice(0, batch.length);
+          this.writeFailed = true;
+          for (const w of batch) w.reject(toUnavailable(w.op, err));
+          delayMs = 1;
+          if (this.queue.length > 0) await nextTurn();
+          continue;
+        }
+        // Committed, so durable: now, and only now, every caller learns its own outcome.
+        this.queue.splice(0, batch.length);
+        this.writeFailed = false;
+        batch.forEach((w, i) => {
+          const o = outcomes[i]!;
+          if (o.ok) w.resolve(o.value);
+          else w.reject(o.error);
+        });
+        delayMs = 1;
+        if (this.queue.length > 0) await nextTurn();
+      }
+    } finally {
+      // Synchronous with the empty-queue check above, so no write can slip in between.
+      this.draining = false;
     }
-    batch.forEach((e, i) => (inserted[i] ? e.resolve() : e.reject(new NonceCollisionError(e.pubnonce))));
   }
 
-  /** Run a synchronous database step, retrying while the database is busy, mapping errors. */
+  private rollbackQuietly(): void {
+    if (!this.db.inTransaction) return;
+    try {
+      this.db.exec('ROLLBACK');
+    } catch {
+      // the connection is unusable; the next statement reports it
+    }
+  }
+
+  /** Run a synchronous read, retrying while the database is busy, mapping errors. */
   private async retrying<T>(op: string, step: () => T): Promise<T> {
     const deadline = Date.now() + this.busyTimeoutMs;
     let delayMs = 1;
@@ -284,7 +396,7 @@ export class SqliteLedger implements NonceLedger {
         return step();
       } catch (err) {
         if (isBusy(err) && Date.now() < deadline) {
-          await new Promise((r) => setTimeout(r, delayMs));
+          await sleep(delayMs);
           delayMs = Math.min(delayMs * 2, 50);
           continue;
         }
@@ -292,6 +404,31 @@ export class SqliteLedger implements NonceLedger {
       }
     }
   }
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * An error that refuses one request and says nothing about the database: our own verdicts
+ * (reuse, collision, unknown nonce, psig mismatch) and a CHECK constraint on its row.
+ */
+function isRequestRefusal(err: unknown): boolean {
+  if (err instanceof LedgerUnavailableError) return false;
+  if (err instanceof LedgerError) return true;
+  return err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT');
+}
+
+/** A failed batch: every member is told the ledger is unavailable, whatever the cause. */
+function toUnavailable(op: string, err: unknown): LedgerUnavailableError {
+  const e = toLedgerError(op, err);
+  if (e instanceof LedgerUnavailableError) return e;
+  return new LedgerUnavailableError(`ledger ${op} failed: ${e.message}`, undefined, { cause: err });
 }
 
 function closedError(): LedgerUnavailableError {
