@@ -1,0 +1,502 @@
+// A pool of worker threads for the curve arithmetic of the secret-bearing operations (BIP327
+// NonceGen, Sign, DeterministicSign), so one daemon uses every core and the event loop stays
+// free for I/O. Size 0 runs the same operations inline on the calling thread.
+//
+// Secrets cross threads only inside a fresh ArrayBuffer that is moved through the transfer
+// list (never structured-cloned): the pool copies sk (and rand', and for Sign the secnonce)
+// into it and posts it, which detaches it here; the worker zeroes it in `finally` after use.
+// The caller's own buffers stay the caller's to wipe (withSecretKey, the session's secnonce);
+// like musig2.sign, `sign` zeroes the secret half of the caller's secnonce before it returns.
+// Outputs come back transferred; the worker keeps no copy of a secret output.
+//
+// Dispatch: `lease` waits in one FIFO queue for a permit (at most `depth` calls per worker
+// outstanding), and each call goes to the least busy worker. Open the key inside the lease, so
+// at most size x depth plaintext keys wait for a worker at any time.
+//
+// A worker that dies fails its in-flight calls with a SignerError (INTERNAL: a bug or a
+// resource failure, never "retry") and is replaced. Musig2 errors come back as the same
+// classes with the same public fields, so toSignerError maps them as before.
+
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import * as musig2 from '../musig2/index.js';
+import type { NonceGenInput, NonceGenOutput, SessionContext, Tweak } from '../musig2/index.js';
+import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, rebuildError } from './compute-protocol.js';
+import type { ComputeOp, ComputeRequest, ComputeResponse, ComputeTestOp, ComputeWorkerData } from './compute-protocol.js';
+import { SignerError } from './errors.js';
+
+export type { ComputeOp } from './compute-protocol.js';
+
+/** The secret-bearing operations, with musig2's signatures made asynchronous. */
+export interface Compute {
+  nonceGen(input: NonceGenInput): Promise<NonceGenOutput>;
+  /** Zeroes secnonce[0..64) before it returns, as musig2.sign does. */
+  sign(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Promise<Uint8Array>;
+  deterministicSign(
+    sk: Uint8Array,
+    aggothernonce: Uint8Array,
+    pubkeys: readonly Uint8Array[],
+    tweaks: readonly Tweak[],
+    msg: Uint8Array,
+    rand?: Uint8Array,
+  ): Promise<{ pubnonce: Uint8Array; psig: Uint8Array }>;
+}
+
+/** Test hooks. Setting any also starts the workers in test mode (test ops, wiped buffers sent back). */
+export interface ComputeTestHooks {
+  /** Right after a request is posted: its secret ArrayBuffer as this side now holds it. */
+  sent?(op: ComputeOp, secret: ArrayBuffer): void;
+  /** The worker's secret buffer for a request after its `finally` zeroed it, moved back here. */
+  wiped?(op: ComputeOp, secret: Uint8Array): void;
+}
+
+export interface ComputePoolOptions {
+  /** Calls outstanding per worker at once (the rest queue here). Default 2. */
+  depth?: number;
+  /** Worker deaths and respawns are logged here. */
+  logger?: Logger;
+  /** Tests only. */
+  testHooks?: ComputeTestHooks;
+}
+
+export const DEFAULT_DEPTH = 2;
+export const MAX_WORKERS = 256;
+
+/** The default pool size: the cores this process may use. */
+export function defaultPoolSize(): number {
+  return availableParallelism();
+}
+
+/** Run musig2 on this thread (size 0). */
+const inlineCompute: Compute = {
+  nonceGen: async (input) => musig2.nonceGen(input),
+  sign: async (secnonce, sk, ctx) => musig2.sign(secnonce, sk, ctx),
+  deterministicSign: async (sk, aggothernonce, pubkeys, tweaks, msg, rand) =>
+    musig2.deterministicSign(sk, aggothernonce, pubkeys, tweaks, msg, rand),
+};
+
+interface Pending {
+  op: ComputeOp | ComputeTestOp;
+  resolve(out: ArrayBuffer[]): void;
+  reject(err: Error): void;
+}
+
+interface Handle {
+  worker: Worker;
+  ready: boolean;
+  pending: Map<number, Pending>;
+  exited: boolean;
+}
+
+/**
+ * How to start a worker: the compiled compute-worker.js next to this file, or, when this module
+ * is the TypeScript source (run by tsx or vitest), compute-worker.ts through tsx. tsx's own
+ * `--import tsx` registers its hooks on the main thread only on Node 20, so the worker
+ * registers them itself before importing the source.
+ */
+/** The ESM build of `tsx/esm/api`, found through tsx's package.json from this module. */
+function tsxEsmApi(from: URL): URL {
+  const pkgPath = createRequire(from).resolve('tsx/package.json');
+  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { exports?: Record<string, { import?: { default?: string } }> };
+  const rel = pkg.exports?.['./esm/api']?.import?.default;
+  if (typeof rel !== 'string') throw new Error('tsx/esm/api has no ESM entry; build the project (npm run build) to run without tsx');
+  return new URL(rel, pathToFileURL(pkgPath));
+}
+
+function workerEntry(): { entry: string | URL; eval: boolean; execArgv: string[] } {
+  const here = new URL(import.meta.url);
+  if (!here.pathname.endsWith('.ts')) {
+    return { entry: new URL('./compute-worker.js', here), eval: false, execArgv: process.execArgv };
+  }
+  const source = new URL('./compute-worker.ts', here).href;
+  const code =
+    `import(${JSON.stringify(tsxEsmApi(here).href)})\n` +
+    `  .then(({ register }) => { register(); return import(${JSON.stringify(source)}); })\n` +
+    `  .catch((err) => { setImmediate(() => { throw err; }); });\n`;
+  // The parent's tsx flags are dropped (they would register tsx a second time where they work);
+  // everything else (--cpu-prof, --enable-source-maps, ...) is kept.
+  const execArgv: string[] = [];
+  for (let i = 0; i < process.execArgv.length; i++) {
+    const arg = process.execArgv[i]!;
+    const next = process.execArgv[i + 1];
+    if ((arg === '--require' || arg === '--import' || arg === '--loader' || arg === '-r') && next !== undefined && /tsx/.test(next)) {
+      i++;
+      continue;
+    }
+    if (/^--(require|import|loader|experimental-loader)=.*tsx/.test(arg)) continue;
+    execArgv.push(arg);
+  }
+  return { entry: code, eval: true, execArgv };
+}
+
+function shuttingDown(): SignerError {
+  return new SignerError('UNAVAILABLE', 'the signer is shutting down');
+}
+
+function workerDied(detail: string): SignerError {
+  return new SignerError('INTERNAL', `a signing worker stopped (${detail}) before answering; nothing was released`);
+}
+
+/** A compact copy of a public input (its own ArrayBuffer, added to the transfer list). */
+function pub(x: Uint8Array, transfer: ArrayBuffer[]): Uint8Array {
+  const buf = new ArrayBuffer(x.byteLength);
+  const copy = new Uint8Array(buf);
+  copy.set(x);
+  transfer.push(buf);
+  return copy;
+}
+
+function pubList(xs: readonly Uint8Array[], transfer: ArrayBuffer[]): Uint8Array[] {
+  return xs.map((x) => pub(x, transfer));
+}
+
+function pubTweaks(tweaks: readonly Tweak[], transfer: ArrayBuffer[]): Tweak[] {
+  return tweaks.map((t) => ({ tweak: pub(t.tweak, transfer), xonly: t.xonly }));
+}
+
+const isBytes = (x: unknown, len?: number): x is Uint8Array => x instanceof Uint8Array && (len === undefined || x.length === len);
+const isByteList = (xs: unknown): xs is readonly Uint8Array[] => Array.isArray(xs) && xs.every((x) => isBytes(x));
+const isTweakList = (ts: unknown): ts is readonly Tweak[] =>
+  Array.isArray(ts) &&
+  ts.every((t) => typeof t === 'object' && t !== null && isBytes((t as Tweak).tweak) && typeof (t as Tweak).xonly === 'boolean');
+
+export class ComputePool implements Compute {
+  /** Number of worker threads; 0 means inline. */
+  readonly size: number;
+  /** The operations as `lease` hands them out: straight to a worker, the permit already held. */
+  private readonly onWorker: Compute = {
+    nonceGen: (input) => this.nonceGenOnWorker(input),
+    sign: (secnonce, sk, ctx) => this.signOnWorker(secnonce, sk, ctx),
+    deterministicSign: (sk, aggothernonce, pubkeys, tweaks, msg, rand) =>
+      this.deterministicSignOnWorker(sk, aggothernonce, pubkeys, tweaks, msg, rand),
+  };
+  private readonly depth: number;
+  private readonly log: Logger | undefined;
+  private readonly hooks: ComputeTestHooks | undefined;
+  private readonly handles: Handle[] = [];
+  private readonly waiting: { resolve(): void; reject(err: Error): void }[] = [];
+  private permits: number;
+  private nextId = 1;
+  private closed = false;
+  /** Consecutive workers that died before becoming ready (a respawn backs off). */
+  private startFailures = 0;
+  private respawnTimers = new Set<NodeJS.Timeout>();
+
+  private constructor(size: number, opts: ComputePoolOptions) {
+    if (!Number.isInteger(size) || size < 0 || size > MAX_WORKERS) {
+      throw new RangeError(`compute pool size must be an integer in [0, ${MAX_WORKERS}]`);
+    }
+    const depth = opts.depth ?? DEFAULT_DEPTH;
+    if (!Number.isInteger(depth) || depth < 1) throw new RangeError('compute pool depth must be a positive integer');
+    this.size = size;
+    this.depth = depth;
+    this.log = opts.logger?.child({ component: 'compute' });
+    this.hooks = opts.testHooks;
+    this.permits = size * depth;
+  }
+
+  /** A pool of size 0: every operation runs on the calling thread. */
+  static inline(): ComputePool {
+    return new ComputePool(0, {});
+  }
+
+  /**
+   * Starts `size` workers (default: the number of cores) and resolves once every one has built
+   * its tables; size 0 builds them on this thread instead. Rejects if a worker fails to start.
+   */
+  static async start(size: number = defaultPoolSize(), opts: ComputePoolOptions = {}): Promise<ComputePool> {
+    const pool = new ComputePool(size, opts);
+    if (size === 0) {
+      musig2.warmUp();
+      return pool;
+    }
+    const started = Array.from({ length: size }, () => pool.spawn());
+    try {
+      await Promise.all(started);
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    return pool;
+  }
+
+  /**
+   * Runs `fn` with a permit: waits (FIFO) until a worker has room, so anything opened inside
+   * `fn` (a decrypted key) is not held while the call queues. Inline pools run `fn` at once.
+   */
+  async lease<T>(fn: (compute: Compute) => Promise<T>): Promise<T> {
+    if (this.size === 0) return fn(inlineCompute);
+    await this.acquire();
+    try {
+      return await fn(this.onWorker);
+    } finally {
+      this.release();
+    }
+  }
+
+  /** In-flight calls per worker (for tests and diagnostics). */
+  load(): number[] {
+    return this.handles.map((h) => h.pending.size);
+  }
+
+  /** The live worker threads (for tests and diagnostics). */
+  workers(): readonly Worker[] {
+    return this.handles.map((h) => h.worker);
+  }
+
+  // ---- the operations, each under its own permit -----------------------------------------
+
+  nonceGen(input: NonceGenInput): Promise<NonceGenOutput> {
+    return this.lease((c) => c.nonceGen(input));
+  }
+
+  sign(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Promise<Uint8Array> {
+    return this.lease((c) => c.sign(secnonce, sk, ctx));
+  }
+
+  deterministicSign(
+    sk: Uint8Array,
+    aggothernonce: Uint8Array,
+    pubkeys: readonly Uint8Array[],
+    tweaks: readonly Tweak[],
+    msg: Uint8Array,
+    rand?: Uint8Array,
+  ): Promise<{ pubnonce: Uint8Array; psig: Uint8Array }> {
+    return this.lease((c) => c.deterministicSign(sk, aggothernonce, pubkeys, tweaks, msg, rand));
+  }
+
+  // ---- the operations on a worker (under a permit) ------------------------------------------
+
+  private nonceGenOnWorker(input: NonceGenInput): Promise<NonceGenOutput> {
+    // Malformed secret inputs: musig2 refuses them before any arithmetic, with the same error.
+    if (typeof input !== 'object' || input === null || (input.sk !== undefined && !isBytes(input.sk, SK_BYTES)) ||
+      (input.rand !== undefined && !isBytes(input.rand, RAND_BYTES)) || !isBytes(input.pk) ||
+      (input.aggpk !== undefined && !isBytes(input.aggpk)) || (input.msg !== undefined && !isBytes(input.msg)) ||
+      (input.extraIn !== undefined && !isBytes(input.extraIn))) {
+      return inlineCompute.nonceGen(input);
+    }
+    const hasSk = input.sk !== undefined;
+    const hasRand = input.rand !== undefined;
+    const secret = new ArrayBuffer((hasSk ? SK_BYTES : 0) + (hasRand ? RAND_BYTES : 0));
+    const s = new Uint8Array(secret);
+    if (input.sk !== undefined) s.set(input.sk, 0);
+    if (input.rand !== undefined) s.set(input.rand, hasSk ? SK_BYTES : 0);
+    const transfer = [secret];
+    const req: ComputeRequest = {
+      id: 0,
+      op: 'nonceGen',
+      secret,
+      hasSk,
+      hasRand,
+      pk: pub(input.pk, transfer),
+      ...(input.aggpk === undefined ? {} : { aggpk: pub(input.aggpk, transfer) }),
+      ...(input.msg === undefined ? {} : { msg: pub(input.msg, transfer) }),
+      ...(input.extraIn === undefined ? {} : { extraIn: pub(input.extraIn, transfer) }),
+    };
+    return this.dispatch(req, transfer).then(([sec, pn]) => ({ secnonce: new Uint8Array(sec!), pubnonce: new Uint8Array(pn!) }));
+  }
+
+  private signOnWorker(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Promise<Uint8Array> {
+    if (!isBytes(secnonce, SECNONCE_BYTES) || !isBytes(sk, SK_BYTES) || typeof ctx !== 'object' || ctx === null ||
+      !isBytes(ctx.aggnonce) || !isByteList(ctx.pubkeys) || !isTweakList(ctx.tweaks) || !isBytes(ctx.msg)) {
+      return inlineCompute.sign(secnonce, sk, ctx);
+    }
+    const secret = new ArrayBuffer(SK_BYTES + SECNONCE_BYTES);
+    const s = new Uint8Array(secret);
+    s.set(sk, 0);
+    s.set(secnonce, SK_BYTES);
+    secnonce.fill(0, 0, 64); // as musig2.sign: a used secnonce is zeroed at once
+    const transfer = [secret];
+    const req: ComputeRequest = {
+      id: 0,
+      op: 'sign',
+      secret,
+      aggnonce: pub(ctx.aggnonce, transfer),
+      pubkeys: pubList(ctx.pubkeys, transfer),
+      tweaks: pubTweaks(ctx.tweaks, transfer),
+      msg: pub(ctx.msg, transfer),
+    };
+    return this.dispatch(req, transfer).then(([psig]) => new Uint8Array(psig!));
+  }
+
+  private deterministicSignOnWorker(
+    sk: Uint8Array,
+    aggothernonce: Uint8Array,
+    pubkeys: readonly Uint8Array[],
+    tweaks: readonly Tweak[],
+    msg: Uint8Array,
+    rand?: Uint8Array,
+  ): Promise<{ pubnonce: Uint8Array; psig: Uint8Array }> {
+    if (!isBytes(sk, SK_BYTES) || (rand !== undefined && !isBytes(rand, RAND_BYTES)) || !isBytes(aggothernonce) ||
+      !isByteList(pubkeys) || !isTweakList(tweaks) || !isBytes(msg)) {
+      return inlineCompute.deterministicSign(sk, aggothernonce, pubkeys, tweaks, msg, rand);
+    }
+    const hasRand = rand !== undefined;
+    const secret = new ArrayBuffer(SK_BYTES + (hasRand ? RAND_BYTES : 0));
+    const s = new Uint8Array(secret);
+    s.set(sk, 0);
+    if (rand !== undefined) s.set(rand, SK_BYTES);
+    const transfer = [secret];
+    const req: ComputeRequest = {
+      id: 0,
+      op: 'deterministicSign',
+      secret,
+      hasRand,
+      aggothernonce: pub(aggothernonce, transfer),
+      pubkeys: pubList(pubkeys, transfer),
+      tweaks: pubTweaks(tweaks, transfer),
+      msg: pub(msg, transfer),
+    };
+    return this.dispatch(req, transfer).then(([pn, psig]) => ({ pubnonce: new Uint8Array(pn!), psig: new Uint8Array(psig!) }));
+  }
+
+  /** Tests only (pools started with testHooks): make the worker that takes this call die. */
+  crashWorker(how: ComputeTestOp): Promise<never> {
+    if (this.hooks === undefined || this.size === 0) return Promise.reject(new Error('crashWorker needs a test pool with workers'));
+    return this.lease(async () => {
+      await this.dispatch({ id: 0, op: how }, []);
+      throw new Error('the test crash did not crash the worker');
+    });
+  }
+
+  /** Terminates every worker; calls still in flight or queued fail with UNAVAILABLE. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.respawnTimers) clearTimeout(t);
+    this.respawnTimers.clear();
+    for (const w of this.waiting.splice(0)) w.reject(shuttingDown());
+    await Promise.all(this.handles.map((h) => h.worker.terminate()));
+  }
+
+  // ---- permits ------------------------------------------------------------------------------
+
+  private acquire(): Promise<void> {
+    if (this.closed) return Promise.reject(shuttingDown());
+    if (this.permits > 0) {
+      this.permits--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next.resolve();
+    else this.permits++;
+  }
+
+  // ---- workers ------------------------------------------------------------------------------
+
+  private dispatch(req: ComputeRequest, transfer: ArrayBuffer[]): Promise<ArrayBuffer[]> {
+    const wipe = () => {
+      if ('secret' in req && req.secret.byteLength > 0) new Uint8Array(req.secret).fill(0);
+    };
+    if (this.closed) {
+      wipe();
+      return Promise.reject(shuttingDown());
+    }
+    // Least busy first; a ready worker before one still starting.
+    let best: Handle | undefined;
+    for (const h of this.handles) {
+      if (h.exited) continue;
+      if (
+        best === undefined ||
+        (h.ready && !best.ready) ||
+        (h.ready === best.ready && h.pending.size < best.pending.size)
+      ) {
+        best = h;
+      }
+    }
+    if (best === undefined) {
+      wipe();
+      return Promise.reject(new SignerError('UNAVAILABLE', 'no signing worker is running; nothing was signed'));
+    }
+    const h = best;
+    const id = this.nextId++;
+    req.id = id;
+    return new Promise<ArrayBuffer[]>((resolve, reject) => {
+      try {
+        h.worker.postMessage(req, transfer);
+      } catch (err) {
+        wipe(); // postMessage failed before the transfer: the secret is still here
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      if ('secret' in req) this.hooks?.sent?.(req.op, req.secret);
+      h.pending.set(id, { op: req.op, resolve, reject });
+      if (h.pending.size === 1) h.worker.ref();
+    });
+  }
+
+  private onMessage(h: Handle, msg: ComputeResponse): void {
+    if (msg.type === 'ready') return;
+    const p = h.pending.get(msg.id);
+    if (p === undefined) return;
+    h.pending.delete(msg.id);
+    if (h.pending.size === 0) h.worker.unref();
+    if (msg.wiped !== undefined && p.op !== 'crash' && p.op !== 'exit') this.hooks?.wiped?.(p.op, new Uint8Array(msg.wiped));
+    if (msg.ok) p.resolve(msg.out);
+    else p.reject(rebuildError(msg.error));
+  }
+
+  /** Starts one worker; resolves when it is ready, rejects if it dies first. */
+  private spawn(): Promise<void> {
+    const { entry, eval: isEval, execArgv } = workerEntry();
+    const data: ComputeWorkerData = { test: this.hooks !== undefined };
+    const worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false });
+    const h: Handle = { worker, ready: false, pending: new Map(), exited: false };
+    this.handles.push(h);
+    return new Promise<void>((resolve, reject) => {
+      worker.on('message', (msg: ComputeResponse) => {
+        if (msg.type === 'ready' && !h.ready) {
+          h.ready = true;
+          this.startFailures = 0;
+          if (h.pending.size === 0) worker.unref();
+          resolve();
+          return;
+        }
+        this.onMessage(h, msg);
+      });
+      // An uncaught exception in the worker; 'exit' follows. Only the class is logged: a
+      // foreign message could quote a value.
+      worker.on('error', (err: unknown) => {
+        this.log?.error({ event: 'compute_worker_error', error: err instanceof Error ? err.name : typeof err }, 'signing worker failed');
+      });
+      worker.on('messageerror', () => {
+        this.log?.error({ event: 'compute_worker_messageerror' }, 'a signing worker message could not be read');
+      });
+      worker.on('exit', (code) => {
+        h.exited = true;
+        const i = this.handles.indexOf(h);
+        if (i >= 0) this.handles.splice(i, 1);
+        const err = this.closed ? shuttingDown() : workerDied(`exit code ${code}`);
+        for (const p of h.pending.values()) p.reject(err);
+        h.pending.clear();
+        if (!h.ready) reject(err);
+        if (this.closed) return;
+        this.log?.error({ event: 'compute_worker_exit', code, ready: h.ready }, 'signing worker stopped; starting another');
+        this.replace(h.ready);
+      });
+    });
+  }
+
+  /** A new worker for one that died: at once if it had been serving, else with a backoff. */
+  private replace(hadStarted: boolean): void {
+    if (hadStarted) {
+      this.spawn().catch(() => {});
+      return;
+    }
+    this.startFailures++;
+    const delay = Math.min(100 * 2 ** Math.min(this.startFailures, 10), 30_000);
+    const t = setTimeout(() => {
+      this.respawnTimers.delete(t);
+      if (!this.closed) this.spawn().catch(() => {});
+    }, delay).unref();
+    this.respawnTimers.add(t);
+  }
+}

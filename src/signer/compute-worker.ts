@@ -1,0 +1,102 @@
+// A compute-pool worker thread: runs musig2 NonceGen, Sign and DeterministicSign for the pool
+// in compute-pool.ts. It imports musig2 only (no keystore, ledger or logger), builds the G
+// tables, then says it is ready.
+//
+// Secrets arrive in the request's transferred `secret` ArrayBuffer; musig2 reads them through
+// views, and the buffer is zeroed in `finally` whatever happens. Outputs go back transferred,
+// so no copy of a secret output (the secnonce) stays here.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
+import * as musig2 from '../musig2/index.js';
+import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, serializeError } from './compute-protocol.js';
+import type { ComputeRequest, ComputeResponse, ComputeTestOp, ComputeWorkerData } from './compute-protocol.js';
+
+const port = ((): MessagePort => {
+  if (parentPort === null) throw new Error('compute-worker runs only as a worker thread');
+  return parentPort;
+})();
+const test = (workerData as ComputeWorkerData | undefined)?.test === true;
+
+/**
+ * The ArrayBuffer to transfer for `out`: its own buffer when the view spans all of it, else a
+ * fresh copy (and a secret source is zeroed, so only the transferred copy remains).
+ */
+function transferable(out: Uint8Array, secret: boolean, transfer: ArrayBuffer[]): ArrayBuffer {
+  let buf: ArrayBuffer;
+  if (out.buffer instanceof ArrayBuffer && out.byteOffset === 0 && out.byteLength === out.buffer.byteLength) {
+    buf = out.buffer;
+  } else {
+    buf = new ArrayBuffer(out.byteLength);
+    new Uint8Array(buf).set(out);
+    if (secret) out.fill(0);
+  }
+  transfer.push(buf);
+  return buf;
+}
+
+/** Runs one operation; returns its outputs as [bytes, isSecret] pairs. */
+function testOp(op: ComputeTestOp): void {
+  if (op === 'exit') process.exit(3);
+  throw new Error('test crash'); // uncaught: the worker dies with an 'error' event
+}
+
+function run(req: OpRequest, secret: Uint8Array): [Uint8Array, boolean][] {
+  switch (req.op) {
+    case 'nonceGen': {
+      let off = 0;
+      const sk = req.hasSk ? secret.subarray(off, (off += SK_BYTES)) : undefined;
+      const rand = req.hasRand ? secret.subarray(off, (off += RAND_BYTES)) : undefined;
+      const out = musig2.nonceGen({ sk, pk: req.pk, aggpk: req.aggpk, msg: req.msg, extraIn: req.extraIn, rand });
+      return [
+        [out.secnonce, true],
+        [out.pubnonce, false],
+      ];
+    }
+    case 'sign': {
+      const sk = secret.subarray(0, SK_BYTES);
+      const secnonce = secret.subarray(SK_BYTES, SK_BYTES + SECNONCE_BYTES);
+      const psig = musig2.sign(secnonce, sk, { aggnonce: req.aggnonce, pubkeys: req.pubkeys, tweaks: req.tweaks, msg: req.msg });
+      return [[psig, false]];
+    }
+    case 'deterministicSign': {
+      const sk = secret.subarray(0, SK_BYTES);
+      const rand = req.hasRand ? secret.subarray(SK_BYTES, SK_BYTES + RAND_BYTES) : undefined;
+      const out = musig2.deterministicSign(sk, req.aggothernonce, req.pubkeys, req.tweaks, req.msg, rand);
+      return [
+        [out.pubnonce, false],
+        [out.psig, false],
+      ];
+    }
+  }
+}
+
+type OpRequest = Exclude<ComputeRequest, { op: ComputeTestOp }>;
+
+function handle(msg: ComputeRequest): void {
+  if (msg.op === 'crash' || msg.op === 'exit') {
+    if (test) testOp(msg.op); // never in production workers
+    return;
+  }
+  const req = msg as OpRequest;
+  const secret = new Uint8Array(req.secret);
+  const transfer: ArrayBuffer[] = [];
+  let res: ComputeResponse;
+  try {
+    const out = run(req, secret).map(([bytes, isSecret]) => transferable(bytes, isSecret, transfer));
+    res = { type: 'result', id: req.id, ok: true, out };
+  } catch (err) {
+    res = { type: 'result', id: req.id, ok: false, error: serializeError(err) };
+  } finally {
+    secret.fill(0);
+  }
+  if (test) {
+    res.wiped = req.secret;
+    transfer.push(req.secret);
+  }
+  port.postMessage(res, transfer);
+}
+
+musig2.warmUp();
+port.on('message', handle);
+port.postMessage({ type: 'ready' } satisfies ComputeResponse);
