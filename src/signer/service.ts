@@ -15,6 +15,7 @@ import type { Tweak } from '../musig2/index.js';
 import { cpointExt } from '../musig2/encoding.js';
 import type { Keystore } from '../keystore/index.js';
 import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } from '../ledger/index.js';
+import { ComputePool } from './compute-pool.js';
 import { bindingDigest, contextDigest } from './digest.js';
 import { SignerError, toSignerError } from './errors.js';
 import { SessionStore, type Session } from './sessions.js';
@@ -56,6 +57,11 @@ export interface SignerServiceOptions {
   now?: () => number;
   /** Called on every alarm, after it is counted and logged. Must not throw (errors are ignored). */
   onAlarm?: (kind: AlarmKind, details: Record<string, string>) => void;
+  /**
+   * Where NonceGen, Sign and DeterministicSign run their curve arithmetic. Default: inline on
+   * this thread (a pool of size 0). The pool stays the caller's to close.
+   */
+  compute?: ComputePool;
 }
 
 export interface NonceGenRequest {
@@ -134,6 +140,7 @@ export class SignerService {
   private readonly now: () => number;
   private readonly onAlarm: SignerServiceOptions['onAlarm'];
   private readonly sessions: SessionStore;
+  private readonly compute: ComputePool;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -156,6 +163,7 @@ export class SignerService {
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'signer' });
     this.now = opts.now ?? Date.now;
     this.onAlarm = opts.onAlarm;
+    this.compute = opts.compute ?? ComputePool.inline();
     this.sessions = new SessionStore({
       maxOpen: this.maxSessions,
       maxRetired: this.maxSessions,
@@ -261,10 +269,13 @@ export class SignerService {
       extraIn.set(v.extraIn, 32);
       let out: musig2.NonceGenOutput;
       try {
-        out = await this.keystore.withSecretKey(v.keyId, (sk, k) => {
-          if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
-          return musig2.nonceGen({ sk, pk: k.publicKey, aggpk, msg: v.message, extraIn, rand });
-        });
+        // The key is opened only once a worker has room, and wiped when the worker answers.
+        out = await this.compute.lease((c) =>
+          this.keystore.withSecretKey(v.keyId, (sk, k) => {
+            if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
+            return c.nonceGen({ sk, pk: k.publicKey, aggpk, msg: v.message, extraIn, rand });
+          }),
+        );
       } finally {
         random.fill(0, 0, 32);
       }
@@ -401,8 +412,11 @@ export class SignerService {
 
       let psig: Uint8Array;
       try {
-        psig = await this.keystore.withSecretKey(session.keyId, (sk) =>
-          musig2.sign(secnonce, sk, { aggnonce: v.aggnonce, pubkeys: v.pubkeys, tweaks: v.tweaks, msg: v.message }),
+        // musig2 self-verifies the psig (in the worker) before it is returned.
+        psig = await this.compute.lease((c) =>
+          this.keystore.withSecretKey(session.keyId, (sk) =>
+            c.sign(secnonce, sk, { aggnonce: v.aggnonce, pubkeys: v.pubkeys, tweaks: v.tweaks, msg: v.message }),
+          ),
         );
       } catch (err) {
         session.state = 'failed';
@@ -473,10 +487,12 @@ export class SignerService {
       tweaks: v.tweaks,
       message: v.message,
     });
-    const out = await this.keystore.withSecretKey(v.keyId, (sk, k) => {
-      if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
-      return musig2.deterministicSign(sk, v.aggothernonce, v.pubkeys, v.tweaks, v.message, v.rand);
-    });
+    const out = await this.compute.lease((c) =>
+      this.keystore.withSecretKey(v.keyId, (sk, k) => {
+        if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
+        return c.deterministicSign(sk, v.aggothernonce, v.pubkeys, v.tweaks, v.message, v.rand);
+      }),
+    );
     let recorded: Awaited<ReturnType<NonceLedger['recordDeterministic']>>;
     try {
       recorded = await this.ledger.recordDeterministic({ keyId: v.keyId, pubnonce: out.pubnonce, digest, psig: out.psig });
