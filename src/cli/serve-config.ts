@@ -3,6 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { KeystoreOptions } from '../keystore/index.js';
+import { MAX_WORKERS, defaultPoolSize } from '../signer/compute-pool.js';
 import { keystoreOptions, PKCS11_SETTINGS, resolveSettings, settingOptions, settingsHelp } from './config.js';
 import type { Setting } from './config.js';
 import { CliError } from './errors.js';
@@ -67,6 +68,12 @@ export const SERVE_SETTINGS = {
     description: 'on SIGTERM, how long in-flight calls may finish (default 10000)',
     default: () => '10000',
   },
+  workers: {
+    flag: 'workers',
+    env: 'MUSIG2_WORKERS',
+    description: 'signing worker threads (default: one per core; 0 signs on the event loop)',
+    default: () => String(defaultPoolSize()),
+  },
   logLevel: { flag: 'log-level', env: 'MUSIG2_LOG_LEVEL', description: 'pino log level (default info)', default: () => 'info' },
 } as const satisfies Record<string, Setting>;
 
@@ -82,6 +89,8 @@ export interface ServeConfig {
   metricsListen?: string;
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
   shutdownGraceMs: number;
+  /** Worker threads for the signing arithmetic; 0 runs it on the event loop. */
+  workers: number;
   logLevel: string;
   keystore: KeystoreOptions;
 }
@@ -98,6 +107,14 @@ export function serveUsage(): string {
 
 function positiveInt(flag: string, text: string): number {
   if (!/^\d{1,12}$/.test(text) || Number(text) < 1) throw new CliError(`--${flag} must be a positive whole number, got '${text}'`, 2);
+  return Number(text);
+}
+
+function workerCount(text: string): number {
+  const flag = SERVE_SETTINGS.workers.flag;
+  if (!/^\d{1,3}$/.test(text) || Number(text) > MAX_WORKERS) {
+    throw new CliError(`--${flag} must be a whole number from 0 to ${MAX_WORKERS}, got '${text}'`, 2);
+  }
   return Number(text);
 }
 
@@ -130,6 +147,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     metricsListen: s.metricsListen,
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey, ...(tlsClientCa ? { clientCaFile: tlsClientCa } : {}) } : undefined,
     shutdownGraceMs: int('shutdownGraceMs'),
+    workers: workerCount(s.workers!),
     logLevel: s.logLevel!,
     keystore: keystoreOptions(values, env),
   };
