@@ -5,8 +5,8 @@ import { credentials as grpcCredentials, makeClientConstructor, Metadata } from 
 import type { ChannelCredentials, Client, ClientOptions as ClientOptionsGrpc, ServiceDefinition, ServiceError } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { ClientError } from './errors.js';
-import type * as pb from './protocol.js';
-import { AGGREGATOR_SERVICE, loadPackageDefinition, SIGNER_SERVICE } from './protocol.js';
+import type * as pb from '../protocol/contract.js';
+import { AGGREGATOR_SERVICE, loadPackageDefinition, SIGNER_SERVICE } from '../protocol/contract.js';
 
 export interface Tweak {
   tweak: Uint8Array;

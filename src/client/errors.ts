@@ -2,8 +2,8 @@
 // sent one), a signer blamed for a bad contribution, and any other session failure.
 import { status as Status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
-import type { ErrorInfo } from './rich-status.js';
-import { decodeStatus, STATUS_DETAILS_KEY } from './rich-status.js';
+import type { ErrorInfo } from '../protocol/rich-status.js';
+import { decodeStatus, STATUS_DETAILS_KEY } from '../protocol/rich-status.js';
 
 export type Contribution = 'pubkey' | 'pubnonce' | 'aggnonce' | 'aggothernonce' | 'psig';
 

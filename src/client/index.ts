@@ -18,4 +18,4 @@ export { ClientError, CulpritError, SessionError } from './errors.js';
 export type { Contribution } from './errors.js';
 export { runSession } from './session.js';
 export type { RunSessionOptions, SessionEvent, SessionResult, SessionSigner } from './session.js';
-export type { ErrorInfo } from './rich-status.js';
+export type { ErrorInfo } from '../protocol/rich-status.js';

@@ -9,7 +9,7 @@ import {
   partialSigAgg,
   partialSigVerify,
 } from '../musig2/index.js';
-import type * as pb from '../client/protocol.js';
+import type * as pb from '../protocol/contract.js';
 import type { RequestLimits } from './validate.js';
 import {
   boundedBytes,

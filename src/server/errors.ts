@@ -5,9 +5,9 @@
 // message: internal details stay in the log.
 import { Metadata, status as Status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
-import type { ErrorInfo } from '../client/rich-status.js';
-import { encodeStatus, STATUS_DETAILS_KEY } from '../client/rich-status.js';
-import { PACKAGE } from '../client/protocol.js';
+import type { ErrorInfo } from '../protocol/rich-status.js';
+import { encodeStatus, STATUS_DETAILS_KEY } from '../protocol/rich-status.js';
+import { PACKAGE } from '../protocol/contract.js';
 import { InvalidContributionError, InvalidInputError, Musig2Error } from '../musig2/errors.js';
 import { SignerError, toSignerError } from '../signer/index.js';
 import { InvalidRequestError } from './validate.js';

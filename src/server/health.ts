@@ -4,7 +4,7 @@
 import { HealthImplementation } from 'grpc-health-check';
 import type { ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
-import { AGGREGATOR_SERVICE, SIGNER_SERVICE } from '../client/protocol.js';
+import { AGGREGATOR_SERVICE, SIGNER_SERVICE } from '../protocol/contract.js';
 
 export interface HealthSource {
   health(): Promise<{ keystore: boolean; ledger: boolean }>;

@@ -4,7 +4,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from 'pino';
-import { AGGREGATOR_SERVICE, loadPackageDefinition, SIGNER_SERVICE } from '../client/protocol.js';
+import { AGGREGATOR_SERVICE, loadPackageDefinition, SIGNER_SERVICE } from '../protocol/contract.js';
 import { aggregatorHandlers } from './aggregator.js';
 import { HealthMonitor } from './health.js';
 import type { HealthSource } from './health.js';

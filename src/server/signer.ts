@@ -1,7 +1,7 @@
 // The Signer service adapter: pass the decoded request to SignerService and encode its answer.
 // SignerService validates every field itself (naming the proto field on failure), and owns
 // policy, sessions and the ledger; nothing here duplicates it.
-import type * as pb from '../client/protocol.js';
+import type * as pb from '../protocol/contract.js';
 import type { SignerService } from '../signer/index.js';
 
 const buf = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);

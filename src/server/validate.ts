@@ -1,7 +1,7 @@
 // Structural checks on decoded requests: lengths, counts and ranges, each failure naming the
 // proto field and what was expected. Curve and scalar validity is left to the MuSig2 core,
 // which reports it as an InvalidContributionError or InvalidInputError.
-import type { TweakMsg } from '../client/protocol.js';
+import type { TweakMsg } from '../protocol/contract.js';
 import type { RequestLimits as SignerLimits } from '../signer/index.js';
 
 export const PUBKEY_BYTES = 33;

@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
-import { decodeStatus, encodeErrorInfo, encodeStatus, ERROR_INFO_TYPE_URL } from '../../src/client/rich-status.js';
+import { decodeStatus, encodeErrorInfo, encodeStatus, ERROR_INFO_TYPE_URL } from '../../src/protocol/rich-status.js';
 
 const def = protoLoader.loadSync(fileURLToPath(new URL('./fixtures/rpc_status.proto', import.meta.url)), {
   defaults: true,
