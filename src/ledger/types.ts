@@ -2,6 +2,8 @@
 // embedded SQLite ledger now, a shared PostgreSQL ledger later. Every method is async so a
 // networked database fits without changing callers, and every method either commits
 // durably before it resolves or rejects: callers sign only after a resolved write.
+// An implementation may group-commit concurrent writes, provided each call's outcome is the
+// one it would get if the calls had run one at a time in submission order.
 
 /** How a nonce was produced: NonceGen (random) or DeterministicSign. */
 export type NoncePath = 'random' | 'deterministic';
@@ -77,7 +79,11 @@ export interface NonceLedger {
   /** The random-path row for a session id, or null. */
   findBySession(sessionId: Uint8Array): Promise<NonceRecord | null>;
 
-  /** True when the ledger can take its write lock right now. Never throws. */
+  /**
+   * True when the ledger can take its write lock right now and, if the last write failed
+   * (I/O error, disk full), a probe write now succeeds. Cheap and non-blocking: it never
+   * waits for a lock held elsewhere. Never throws.
+   */
   healthy(): Promise<boolean>;
 
   /** Flush pending writes and close. Later calls reject with LedgerUnavailableError. */
