@@ -33,11 +33,14 @@
 //   with LedgerUnavailableError, including those whose own outcome was already decided:
 //   nothing of the batch is half-written, and nobody signs on an uncommitted decision. A
 //   busy database (lock held by another process) applies nothing; the batch is retried as a
-//   whole, its outcomes recomputed from scratch.
+//   whole, its outcomes recomputed from scratch. (So a reuse attempt caught in a failed
+//   batch reaches its caller as "unavailable", not NonceReuseError: refused either way,
+//   only that attempt's reuse alarm is lost.)
 // - If a failed COMMIT nevertheless reached the disk (an fsync error after the WAL frames
 //   were written), the nonces are marked used although every caller was told "unavailable"
 //   and signed nothing. That direction is safe: a used nonce is never signed with again,
 //   and a deterministic retry with the same inputs replays.
+// - created_at / used_at are read from the clock once per batch: the batch's time.
 //
 // healthy() is non-blocking: it tries to take the write lock (BEGIN IMMEDIATE, answered at
 // once since busy_timeout is 0) and releases it. Taking the lock writes nothing, so after a
