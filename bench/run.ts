@@ -17,6 +17,7 @@ interface Section {
 const SECTIONS: readonly Section[] = [
   { name: 'core', file: 'core', entry: 'benchCore' },
   { name: 'keystore', file: 'keystore', entry: 'benchKeystore' },
+  { name: 'ledger', file: 'ledger', entry: 'benchLedger' },
   { name: 'daemon', file: 'daemon', entry: 'benchDaemon' },
 ];
 
