@@ -48,8 +48,8 @@ export interface Compute {
 
 /** Test hooks. Setting any also starts the workers in test mode (test ops, wiped buffers sent back). */
 export interface ComputeTestHooks {
-  /** Right after a request is posted: its secret ArrayBuffer as this side now holds it. */
-  sent?(op: ComputeOp, secret: ArrayBuffer): void;
+  /** Right after a request is posted: its secret ArrayBuffer as this side now holds it, and the worker's threadId. */
+  sent?(op: ComputeOp, secret: ArrayBuffer, threadId: number): void;
   /** The worker's secret buffer for a request after its `finally` zeroed it, moved back here. */
   wiped?(op: ComputeOp, secret: Uint8Array): void;
 }
@@ -354,12 +354,14 @@ export class ComputePool implements Compute {
     return this.dispatch(req, transfer).then(([pn, psig]) => ({ pubnonce: new Uint8Array(pn!), psig: new Uint8Array(psig!) }));
   }
 
-  /** Tests only (pools started with testHooks): make the worker that takes this call die. */
-  crashWorker(how: ComputeTestOp): Promise<never> {
-    if (this.hooks === undefined || this.size === 0) return Promise.reject(new Error('crashWorker needs a test pool with workers'));
+  /**
+   * Tests only (pools started with testHooks): run a test op on the least busy worker, under a
+   * permit. 'crash' and 'exit' kill it; 'block' holds it until sab[0] is set (see ComputeTestOp).
+   */
+  testOp(op: ComputeTestOp, sab?: SharedArrayBuffer): Promise<void> {
+    if (this.hooks === undefined || this.size === 0) return Promise.reject(new Error('testOp needs a test pool with workers'));
     return this.lease(async () => {
-      await this.dispatch({ id: 0, op: how }, []);
-      throw new Error('the test crash did not crash the worker');
+      await this.dispatch({ id: 0, op, ...(sab === undefined ? {} : { sab }) }, []);
     });
   }
 
@@ -427,7 +429,7 @@ export class ComputePool implements Compute {
         reject(err instanceof Error ? err : new Error(String(err)));
         return;
       }
-      if ('secret' in req) this.hooks?.sent?.(req.op, req.secret);
+      if ('secret' in req) this.hooks?.sent?.(req.op, req.secret, h.worker.threadId);
       h.pending.set(id, { op: req.op, resolve, reject });
       if (h.pending.size === 1) h.worker.ref();
     });
@@ -439,7 +441,7 @@ export class ComputePool implements Compute {
     if (p === undefined) return;
     h.pending.delete(msg.id);
     if (h.pending.size === 0) h.worker.unref();
-    if (msg.wiped !== undefined && p.op !== 'crash' && p.op !== 'exit') this.hooks?.wiped?.(p.op, new Uint8Array(msg.wiped));
+    if (msg.wiped !== undefined && p.op !== 'crash' && p.op !== 'exit' && p.op !== 'block') this.hooks?.wiped?.(p.op, new Uint8Array(msg.wiped));
     if (msg.ok) p.resolve(msg.out);
     else p.reject(rebuildError(msg.error));
   }

@@ -13,8 +13,12 @@ import type { Contribution, Tweak } from '../musig2/index.js';
 /** The secret-bearing operations the pool runs. */
 export type ComputeOp = 'nonceGen' | 'sign' | 'deterministicSign';
 
-/** Operations a worker accepts only when started for tests. */
-export type ComputeTestOp = 'crash' | 'exit';
+/**
+ * Operations a worker accepts only when started for tests: die of an uncaught exception
+ * ('crash') or process.exit ('exit'), or block until released ('block': sets sab[1] to 1 and
+ * waits while sab[0] is 0).
+ */
+export type ComputeTestOp = 'crash' | 'exit' | 'block';
 
 export const SK_BYTES = 32;
 export const RAND_BYTES = 32;
@@ -49,8 +53,8 @@ export type ComputeRequest =
       tweaks: Tweak[];
       msg: Uint8Array;
     }
-  /** Test only: the worker dies with an uncaught exception ('crash') or process.exit ('exit'). */
-  | { id: number; op: ComputeTestOp };
+  /** Tests only. */
+  | { id: number; op: ComputeTestOp; sab?: SharedArrayBuffer };
 
 /**
  * A worker's answer. `out` per op: nonceGen [secnonce (97), pubnonce (66)], sign [psig (32)],

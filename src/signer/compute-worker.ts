@@ -36,9 +36,15 @@ function transferable(out: Uint8Array, secret: boolean, transfer: ArrayBuffer[])
 }
 
 /** Runs one operation; returns its outputs as [bytes, isSecret] pairs. */
-function testOp(op: ComputeTestOp): void {
+function testOp(id: number, op: ComputeTestOp, sab: SharedArrayBuffer | undefined): void {
   if (op === 'exit') process.exit(3);
-  throw new Error('test crash'); // uncaught: the worker dies with an 'error' event
+  if (op === 'crash') throw new Error('test crash'); // uncaught: the worker dies with an 'error' event
+  if (sab === undefined) return;
+  const flags = new Int32Array(sab);
+  Atomics.store(flags, 1, 1);
+  Atomics.notify(flags, 1);
+  Atomics.wait(flags, 0, 0);
+  port.postMessage({ type: 'result', id, ok: true, out: [] } satisfies ComputeResponse);
 }
 
 function run(req: OpRequest, secret: Uint8Array): [Uint8Array, boolean][] {
@@ -74,8 +80,8 @@ function run(req: OpRequest, secret: Uint8Array): [Uint8Array, boolean][] {
 type OpRequest = Exclude<ComputeRequest, { op: ComputeTestOp }>;
 
 function handle(msg: ComputeRequest): void {
-  if (msg.op === 'crash' || msg.op === 'exit') {
-    if (test) testOp(msg.op); // never in production workers
+  if (msg.op === 'crash' || msg.op === 'exit' || msg.op === 'block') {
+    if (test) testOp(msg.id, msg.op, msg.sab); // never in production workers
     return;
   }
   const req = msg as OpRequest;
