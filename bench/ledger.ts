@@ -26,11 +26,12 @@ interface Row {
 
 const rand = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 
-/** Runs `op(i)` with `inFlight` callers for about `ms` of wall time. */
+/** Runs `op(i)` with `inFlight` callers for about `ms` of wall time, at most `max` calls. */
 async function run(
   op: (i: number) => Promise<unknown>,
   ms: number,
   inFlight: number,
+  max = Infinity,
 ): Promise<{ opsPerSec: number; busyMsPerOp: number }> {
   let next = 0;
   const elu0 = performance.eventLoopUtilization();
@@ -38,7 +39,7 @@ async function run(
   const deadline = t0 + ms;
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
-      while (performance.now() < deadline) await op(next++);
+      while (performance.now() < deadline && next < max) await op(next++);
     }),
   );
   const wall = performance.now() - t0;
@@ -62,20 +63,20 @@ export async function benchLedger(): Promise<void> {
         rows.push({ what: 'recordDeterministic', inFlight, ...r });
       }
       for (const inFlight of [1, 32]) {
-        // Rows for Sign, recorded untimed: enough for the fastest plausible rate.
-        const n = Math.ceil((ms / 1000) * 40_000) + inFlight;
+        // Rows for Sign, recorded untimed; a run that uses them all up ends early.
+        const n = Math.ceil((ms / 1000) * 40_000);
         const recorded = Array.from({ length: n }, () => ({ keyId: 'bench', pubnonce: rand(66), sessionId: rand(32) }));
         for (let i = 0; i < n; i += 1000) await Promise.all(recorded.slice(i, i + 1000).map((e) => ledger.recordNonce(e)));
         const r = await run(
           async (i) => {
-            const e = recorded[i];
-            if (e === undefined) throw new Error('ledger bench ran out of recorded nonces');
+            const e = recorded[i]!;
             const digest = rand(32);
             await ledger.markUsed(e.pubnonce, digest);
             await ledger.storePsig(e.pubnonce, digest, rand(32));
           },
           ms,
           inFlight,
+          n,
         );
         rows.push({ what: 'markUsed + storePsig', inFlight, ...r });
       }
