@@ -8,3 +8,8 @@ export class CliError extends Error {
     this.name = 'CliError';
   }
 }
+
+/** True when the arguments ask for help; commands then print their usage and exit 0. */
+export function wantsHelp(argv: readonly string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h');
+}

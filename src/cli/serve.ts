@@ -18,8 +18,8 @@ import {
 } from '../server/index.js';
 import type { TlsMaterial } from '../server/index.js';
 import { ComputePool, SignerService } from '../signer/index.js';
-import { CliError } from './errors.js';
-import { parseServeArgs } from './serve-config.js';
+import { CliError, wantsHelp } from './errors.js';
+import { parseServeArgs, serveUsage } from './serve-config.js';
 import type { ServeConfig } from './serve-config.js';
 
 async function readTls(tls: NonNullable<ServeConfig['tls']>): Promise<TlsMaterial> {
@@ -159,6 +159,10 @@ export function nextSignal(): Promise<NodeJS.Signals> {
 }
 
 export async function runServe(argv: string[]): Promise<number> {
+  if (wantsHelp(argv)) {
+    console.log(serveUsage());
+    return 0;
+  }
   const config = parseServeArgs(argv);
   checkAddresses(config);
   const logger = daemonLogger(config.logLevel);

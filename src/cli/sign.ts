@@ -7,7 +7,7 @@ import { credentials as grpcCredentials } from '@grpc/grpc-js';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ClientError, CulpritError, runSession, SessionError } from '../client/index.js';
 import type { SessionSigner, Tweak } from '../client/index.js';
-import { CliError } from './errors.js';
+import { CliError, wantsHelp } from './errors.js';
 
 export const SIGN_USAGE = `usage: musig2-signer sign --signer HOST:PORT/KEY [--signer ...] --message HEX [options]
 
@@ -59,6 +59,10 @@ function channelCredentials(values: { 'tls-ca'?: string; 'tls-cert'?: string; 't
 }
 
 export async function runSign(argv: string[]): Promise<number> {
+  if (wantsHelp(argv)) {
+    console.log(SIGN_USAGE);
+    return 0;
+  }
   let values;
   try {
     ({ values } = parseArgs({

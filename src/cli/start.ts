@@ -8,7 +8,8 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initSoftHsmToken, Keystore } from '../keystore/index.js';
 import { daemonLogger, nextSignal, startDaemon } from './serve.js';
-import { parseServeArgs } from './serve-config.js';
+import { parseServeArgs, serveUsage } from './serve-config.js';
+import { wantsHelp } from './errors.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TOKEN_DIR = join(ROOT, '.local', 'softhsm');
@@ -52,6 +53,10 @@ async function ensureDemoToken(): Promise<NodeJS.ProcessEnv> {
 }
 
 export async function runStart(argv: string[]): Promise<number> {
+  if (wantsHelp(argv)) {
+    console.log('usage: musig2-signer start [serve options]\n\nA demo daemon on a project-local SoftHSM2 token with keys demo-1..3.\n\n' + serveUsage());
+    return 0;
+  }
   const env = await ensureDemoToken();
   const config = parseServeArgs(argv, env);
   const logger = daemonLogger(config.logLevel);
