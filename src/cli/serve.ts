@@ -53,8 +53,15 @@ export function daemonLogger(level: string): Logger {
 function checkAddresses(config: ServeConfig): void {
   try {
     const { host } = parseListenAddress(config.listen);
-    if (config.metricsListen) parseListenAddress(config.metricsListen);
     if (!config.tls && !config.insecure && !isLoopbackHost(host)) throw new InsecureListenError(config.listen);
+    // /metrics is plain, unauthenticated HTTP. It carries no secrets, but it does show signing
+    // activity, so a non-loopback address needs the same explicit --insecure as plaintext gRPC.
+    if (config.metricsListen && !config.insecure && !isLoopbackHost(parseListenAddress(config.metricsListen).host)) {
+      throw new CliError(
+        `refusing /metrics on non-loopback address ${config.metricsListen}: it is plain HTTP; bind it to loopback (and scrape through a proxy) or pass --insecure`,
+        2,
+      );
+    }
   } catch (err) {
     if (err instanceof ListenAddressError || err instanceof InsecureListenError) throw new CliError(err.message, 2);
     throw err;
@@ -91,8 +98,13 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     const ledger: NonceLedger = await openLedger(config.ledger);
     closers.push({ name: 'ledger', close: () => ledger.close() });
 
-    // Created before the signer so alarms can count; reads the session count lazily.
-    const metrics = new Metrics(() => signer.openSessions());
+    // Reads everything lazily at scrape time: the signer's counters, the token's errors and
+    // reconnects; DaemonServer wires in health.
+    const metrics = new Metrics({
+      openSessions: () => signer.openSessions(),
+      signerCounters: () => signer.counters,
+      keystoreStats: () => keystore.stats,
+    });
     signer = new SignerService({
       keystore,
       ledger,
@@ -102,11 +114,6 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       maxSigners: config.maxSigners,
       logger,
       compute,
-      onAlarm: (kind, details) => {
-        metrics.alarms.inc({ kind });
-        if (kind === 'nonce_reuse_attempt') metrics.nonceReuseAttempts.inc();
-        logger.error({ alarm: kind, ...details }, `ALARM: ${kind}`);
-      },
     });
     closers.push({ name: 'signer', close: () => signer.close() });
 

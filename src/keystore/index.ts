@@ -1,6 +1,7 @@
 // Key custody behind PKCS#11: signing keys sealed under a KEK that never leaves the token.
 export { Keystore } from './keystore.js';
 export type { KeyInfo, KeystoreOptions } from './keystore.js';
+export type { KeystoreStats } from './session-pool.js';
 export {
   BlobAuthenticationError,
   DuplicateLabelError,

@@ -30,7 +30,7 @@ import type { GcmParams, Handle, Mechanism, Template } from './pkcs11.js';
 import { derivePublicKey } from './pubkey.js';
 import { MAX_RANDOM_BYTES, mixEntropy } from './random.js';
 import { SessionPool } from './session-pool.js';
-import type { SessionContext } from './session-pool.js';
+import type { KeystoreStats, SessionContext } from './session-pool.js';
 import { checkSecretKey, isValidSecretScalar, validateLabel } from './validation.js';
 
 export interface KeystoreOptions {
@@ -192,6 +192,11 @@ export class Keystore {
     } catch {
       return false;
     }
+  }
+
+  /** Token errors and reconnects so far, for monitoring (a snapshot; the counts only grow). */
+  get stats(): KeystoreStats {
+    return this.pool.stats;
   }
 
   /** Waits for operations in progress, closes the sessions and releases the module. Idempotent. */

@@ -41,7 +41,29 @@ export function findSlot(api: Pkcs11Module['api'], label: string): Handle {
   return matches[0]!;
 }
 
+/**
+ * Running counts for monitoring (the keystore never depends on a metrics library; the server
+ * layer reads these). Both only ever grow.
+ */
+export interface KeystoreStats {
+  /** Operations that failed because the token could not be reached or refused us (unavailable, gone, wrong or locked PIN). */
+  tokenErrors: number;
+  /** Library re-initializations (C_Finalize + C_Initialize) this pool went through after a lost session or connection. */
+  reconnects: number;
+}
+
+/** Errors that say the token itself is unreachable or refusing us, as opposed to a bad request. */
+function isTokenError(err: unknown): boolean {
+  return (
+    err instanceof TokenUnavailableError ||
+    err instanceof TokenNotFoundError ||
+    err instanceof WrongPinError ||
+    err instanceof PinLockedError
+  );
+}
+
 export class SessionPool {
+  private readonly counts: KeystoreStats = { tokenErrors: 0, reconnects: 0 };
   private idle: Lease[] = [];
   private open = 0;
   private waiters: Array<() => void> = [];
@@ -70,6 +92,20 @@ export class SessionPool {
    * TokenUnavailableError. `fn` must therefore be safe to run twice.
    */
   async run<T>(fn: (ctx: SessionContext) => T | Promise<T>): Promise<T> {
+    try {
+      return await this.runRetrying(fn);
+    } catch (err) {
+      if (isTokenError(err)) this.counts.tokenErrors++;
+      throw err;
+    }
+  }
+
+  /** A snapshot of the running counts. */
+  get stats(): KeystoreStats {
+    return { ...this.counts };
+  }
+
+  private async runRetrying<T>(fn: (ctx: SessionContext) => T | Promise<T>): Promise<T> {
     const seen = this.mod.generation;
     try {
       return await this.use(fn);
@@ -152,6 +188,7 @@ export class SessionPool {
   /** Forgets sessions from before a re-initialization; their handles must not be touched. */
   private syncGeneration(): void {
     if (this.generation === this.mod.generation) return;
+    this.counts.reconnects += this.mod.generation - this.generation;
     this.generation = this.mod.generation;
     this.idle = [];
     this.open = 0;

@@ -20,6 +20,7 @@ export class HealthMonitor {
   private checking: Promise<void> | undefined;
   private stopped = false;
   private last: ServingStatus = 'NOT_SERVING';
+  private lastDetail: { keystore: boolean; ledger: boolean } = { keystore: false, ledger: false };
 
   constructor(
     private readonly source: HealthSource,
@@ -47,6 +48,11 @@ export class HealthMonitor {
     return this.last === 'SERVING';
   }
 
+  /** The last check by component, for metrics: `signer` is what gRPC health reports for the Signer. */
+  components(): { signer: boolean; keystore: boolean; ledger: boolean } {
+    return { signer: !this.stopped && this.serving(), ...this.lastDetail };
+  }
+
   /** Reports NOT_SERVING everywhere from now on: the server is shutting down. */
   stop(): void {
     this.stopped = true;
@@ -68,6 +74,7 @@ export class HealthMonitor {
       this.logger[status === 'SERVING' ? 'info' : 'warn']({ health: status, ...detail }, `health: ${status}`);
     }
     this.last = status;
+    this.lastDetail = detail ?? { keystore: false, ledger: false };
     this.implementation.setStatus('', status);
     this.implementation.setStatus(SIGNER_SERVICE, status);
   }

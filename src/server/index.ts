@@ -17,7 +17,8 @@ import type { SignerBackend } from './signer.js';
 import { DEFAULT_LIMITS } from '../signer/index.js';
 import type { RequestLimits } from './validate.js';
 
-export { Metrics } from './metrics.js';
+export { Metrics, METRIC_PREFIX } from './metrics.js';
+export type { MetricsSources } from './metrics.js';
 export { HealthMonitor } from './health.js';
 export { isLoopbackHost, parseListenAddress, formatListenAddress, ListenAddressError } from './listen.js';
 export { InvalidRequestError } from './validate.js';
@@ -69,6 +70,7 @@ export class DaemonServer {
     const limits: RequestLimits = { ...DEFAULT_LIMITS, ...opts.limits };
 
     const health = new HealthMonitor(opts.signer, opts.logger, opts.healthIntervalMs);
+    opts.metrics?.wire({ health: () => health.components() });
     const ctx: CallContext = {
       logger: opts.logger,
       metrics: opts.metrics,

@@ -1,59 +1,150 @@
-// Prometheus metrics: calls by method and status, latency, open sessions, and alarms (nonce
-// reuse attempts above all). A per-server registry, so tests can run several servers in one
-// process; served over plain HTTP on its own address when one is configured.
+// Prometheus metrics. Every name carries the `musig2_signer_` prefix (the process and Node.js
+// defaults from prom-client keep their standard names):
+//
+//   grpc_requests_total{rpc,code}               counter   calls handled, by RPC and gRPC status
+//   grpc_request_duration_seconds{rpc,code}     histogram handling time (buckets for 1-100 ms)
+//   open_sessions                               gauge     round-1 sessions holding a secret nonce
+//   nonce_reuse_attempts_total                  counter   Sign/DeterministicSign refused: nonce used for another context
+//   nonce_collisions_total                      counter   NonceGen drew a pubnonce the ledger already had (RNG failure)
+//   ledger_errors_total                         counter   ledger unavailable or refused a write; nothing signed
+//   token_errors_total                          counter   token operations failed: unreachable, gone, PIN refused
+//   token_reconnects_total                      counter   PKCS#11 library re-initializations after a lost session
+//   self_verify_failures_total                  counter   partial signatures that failed self-verification (withheld)
+//   sessions_expired_total                      counter   sessions whose TTL passed before Sign
+//   session_binding_mismatches_total            counter   Sign with pubkeys/tweaks/message other than NonceGen's
+//   health_status{component}                    gauge     1 serving / 0 not; component = signer | keystore | ledger
+//
+// Labels are bounded: RPC names and status codes come from fixed sets, and nothing derived
+// from a request (keys, session ids, messages, nonces) ever becomes a label or a value.
+// The counters are read from their owners (SignerService.counters, Keystore.stats) at scrape
+// time, so the signer and the keystore never depend on this library. A registry per instance
+// lets tests run several in one process. Served over plain HTTP, GET /metrics only.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { formatListenAddress, parseListenAddress } from './listen.js';
+
+export const METRIC_PREFIX = 'musig2_signer_';
+
+/** The SignerService counters the metrics read (a structural subset of SignerCounters). */
+export interface SignerCounterSource {
+  nonceReuseAttempts: number;
+  nonceCollisions: number;
+  ledgerErrors: number;
+  selfVerifyFailures: number;
+  bindingMismatches: number;
+  sessionsExpired: number;
+}
+
+/** The Keystore counters the metrics read (a structural copy of KeystoreStats). */
+export interface KeystoreStatsSource {
+  tokenErrors: number;
+  reconnects: number;
+}
+
+/** Health by component, as last checked: `signer` is the Signer service's gRPC health. */
+export interface HealthComponents {
+  signer: boolean;
+  keystore: boolean;
+  ledger: boolean;
+}
+
+/** Where the scrape-time values come from; each is read lazily, so it may be wired up later. */
+export interface MetricsSources {
+  openSessions?: () => number;
+  signerCounters?: () => SignerCounterSource;
+  keystoreStats?: () => KeystoreStatsSource;
+  health?: () => HealthComponents;
+  /** Include prom-client's default process and Node.js metrics (default true). */
+  defaultMetrics?: boolean;
+}
+
+/** Buckets for calls that normally take 1-100 ms, with room either side. */
+export const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly calls: Counter<'method' | 'code'>;
-  readonly latency: Histogram<'method'>;
-  readonly alarms: Counter<'kind'>;
-  readonly nonceReuseAttempts: Counter;
+  readonly requests: Counter<'rpc' | 'code'>;
+  readonly duration: Histogram<'rpc' | 'code'>;
+  private sources: MetricsSources;
 
-  constructor(openSessions: () => number) {
+  constructor(sources: MetricsSources = {}) {
+    this.sources = { ...sources };
     const registers = [this.registry];
-    this.calls = new Counter({
-      name: 'musig2_grpc_calls_total',
-      help: 'gRPC calls handled, by method and status code',
-      labelNames: ['method', 'code'],
+    this.requests = new Counter({
+      name: `${METRIC_PREFIX}grpc_requests_total`,
+      help: 'gRPC calls handled, by RPC and status code',
+      labelNames: ['rpc', 'code'],
       registers,
     });
-    this.latency = new Histogram({
-      name: 'musig2_grpc_call_seconds',
-      help: 'gRPC call handling time, by method',
-      labelNames: ['method'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    this.duration = new Histogram({
+      name: `${METRIC_PREFIX}grpc_request_duration_seconds`,
+      help: 'gRPC call handling time in seconds, by RPC and status code',
+      labelNames: ['rpc', 'code'],
+      buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.alarms = new Counter({
-      name: 'musig2_alarms_total',
-      help: 'security alarms raised by the signer, by kind',
-      labelNames: ['kind'],
-      registers,
-    });
-    this.nonceReuseAttempts = new Counter({
-      name: 'nonce_reuse_attempts_total',
-      help: 'requests refused because a nonce was already used for another signing context',
-      registers,
-    });
+    const read = () => this.sources;
     new Gauge({
-      name: 'musig2_open_sessions',
+      name: `${METRIC_PREFIX}open_sessions`,
       help: 'round-1 sessions holding a secret nonce in memory',
       registers,
       collect() {
-        this.set(openSessions());
+        this.set(read().openSessions?.() ?? 0);
       },
     });
+
+    const signer = (pick: (c: SignerCounterSource) => number) => () => {
+      const c = read().signerCounters?.();
+      return c === undefined ? undefined : pick(c);
+    };
+    const keystore = (pick: (s: KeystoreStatsSource) => number) => () => {
+      const s = read().keystoreStats?.();
+      return s === undefined ? undefined : pick(s);
+    };
+    mirroredCounter(registers, 'nonce_reuse_attempts_total', 'requests refused because the nonce was already used for another signing context (ALARM)', signer((c) => c.nonceReuseAttempts));
+    mirroredCounter(registers, 'nonce_collisions_total', 'NonceGen drew a pubnonce the ledger already had: the RNG failed (ALARM)', signer((c) => c.nonceCollisions));
+    mirroredCounter(registers, 'ledger_errors_total', 'ledger failures (unavailable or refused writes); nothing was signed', signer((c) => c.ledgerErrors));
+    mirroredCounter(registers, 'self_verify_failures_total', 'partial signatures that failed self-verification and were withheld', signer((c) => c.selfVerifyFailures));
+    mirroredCounter(registers, 'sessions_expired_total', 'round-1 sessions whose TTL passed before Sign', signer((c) => c.sessionsExpired));
+    mirroredCounter(registers, 'session_binding_mismatches_total', 'Sign calls whose pubkeys, tweaks or message differ from the session NonceGen bound', signer((c) => c.bindingMismatches));
+    mirroredCounter(registers, 'token_errors_total', 'token operations that failed because the token was unreachable, gone or refused the PIN', keystore((s) => s.tokenErrors));
+    mirroredCounter(registers, 'token_reconnects_total', 'PKCS#11 library re-initializations after a lost session or connection', keystore((s) => s.reconnects));
+
+    new Gauge({
+      name: `${METRIC_PREFIX}health_status`,
+      help: 'last health check: 1 serving, 0 not serving; component is signer (gRPC health), keystore or ledger',
+      labelNames: ['component'],
+      registers,
+      collect() {
+        const h = read().health?.();
+        for (const component of ['signer', 'keystore', 'ledger'] as const) this.set({ component }, h?.[component] ? 1 : 0);
+      },
+    });
+
+    if (sources.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Serves /metrics on HOST:PORT; resolves with the bound address once listening. */
+  /** Adds or replaces sources, e.g. health once the server has its monitor. */
+  wire(sources: Omit<MetricsSources, 'defaultMetrics'>): void {
+    this.sources = { ...this.sources, ...sources };
+  }
+
+  /** Starts timing one call; the returned function records it with its final status code name. */
+  startCall(rpc: string): (code: string) => void {
+    const end = this.duration.startTimer({ rpc });
+    return (code) => {
+      end({ code });
+      this.requests.inc({ rpc, code });
+    };
+  }
+
+  /** Serves GET /metrics on HOST:PORT (404 for anything else); resolves with the bound address. */
   async listen(address: string): Promise<{ address: string; close: () => Promise<void> }> {
     const { host, port } = parseListenAddress(address);
     const server = createServer((req, res) => {
-      if (req.method !== 'GET' || req.url !== '/metrics') {
+      const path = (req.url ?? '').split('?')[0];
+      if (req.method !== 'GET' || path !== '/metrics') {
         res.writeHead(404).end();
         return;
       }
@@ -69,7 +160,30 @@ export class Metrics {
     const bound = (server.address() as AddressInfo).port;
     return {
       address: formatListenAddress({ host, port: bound }),
-      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        }),
     };
   }
+}
+
+/**
+ * A counter whose value is owned elsewhere: at each scrape it advances by however much the
+ * source grew. A source that is not wired yet, or that went backwards, leaves it unchanged.
+ */
+function mirroredCounter(registers: Registry[], name: string, help: string, source: () => number | undefined): void {
+  let seen = 0;
+  new Counter({
+    name: `${METRIC_PREFIX}${name}`,
+    help,
+    registers,
+    collect() {
+      const now = source();
+      if (now === undefined) return;
+      if (now > seen) this.inc(now - seen);
+      seen = Math.max(seen, now);
+    },
+  });
 }

@@ -48,11 +48,10 @@ export interface CallContext {
 export function unary<Req, Res>(method: string, ctx: CallContext, handle: (req: Req) => Promise<Res>): UntypedHandleCall {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const started = performance.now();
-    const endTimer = ctx.metrics?.latency.startTimer({ method });
+    const endCall = ctx.metrics?.startCall(method);
     const finish = (code: Status) => {
-      endTimer?.();
       const codeName = Status[code] ?? String(code);
-      ctx.metrics?.calls.inc({ method, code: codeName });
+      endCall?.(codeName);
       ctx.logger.debug({ method, code: codeName, ms: Math.round((performance.now() - started) * 100) / 100 }, 'call');
     };
     const request: unknown = call.request;

@@ -230,7 +230,7 @@ function sendRaw(client: Client, path: string, body: Buffer): Promise<void> {
 
 describe('malformed requests', () => {
   it(`${REQUESTS} bad requests, ${IN_FLIGHT} in flight: each gets its clean status; the daemon stays healthy`, async () => {
-    const openBefore = await daemon.metric('musig2_open_sessions');
+    const openBefore = await daemon.metric('musig2_signer_open_sessions');
 
     // Live sessions (message bound in round 1) that bad Sign calls will aim at.
     live = await Promise.all(
@@ -241,7 +241,7 @@ describe('malformed requests', () => {
         return { sessionId: r1.sessionId, pubnonce: r1.pubnonce, det, message };
       }),
     );
-    expect(await daemon.metric('musig2_open_sessions')).toBe(openBefore + live.length);
+    expect(await daemon.metric('musig2_signer_open_sessions')).toBe(openBefore + live.length);
 
     const cases = generate(REQUESTS);
     const raw = new Client(daemon.address, credentials.createInsecure());
@@ -291,7 +291,7 @@ describe('malformed requests', () => {
       const sig = partialSigAgg([r.partialSig, l.det.partialSig], { aggnonce, pubkeys: [pkR, pkD], tweaks: [], msg: l.message });
       expect(schnorr.verify(sig, l.message, getXonlyPk(keyAggAndTweak([pkR, pkD], [])))).toBe(true);
     }
-    expect(await daemon.metric('musig2_open_sessions')).toBe(openBefore);
+    expect(await daemon.metric('musig2_signer_open_sessions')).toBe(openBefore);
   });
 
   it('a frame beyond the transport limit is refused with RESOURCE_EXHAUSTED and the daemon carries on', async () => {

@@ -60,7 +60,7 @@ describe('listen addresses', () => {
 describe('per-call observability', () => {
   it('counts calls by method and status code and logs each at debug level', async () => {
     const { logger, lines } = capturingLogger();
-    const metrics = new Metrics(() => service.openSessions());
+    const metrics = new Metrics({ openSessions: () => service.openSessions(), defaultMetrics: false });
     const server = await DaemonServer.start({ signer: service, logger, listen: '127.0.0.1:0', metrics });
     const client = new AggregatorClient(server.address);
     try {
@@ -69,9 +69,9 @@ describe('per-call observability', () => {
       expect((await client.keySort([new Uint8Array(33).fill(2)])).length).toBe(1);
 
       const text = await metrics.registry.metrics();
-      expect(text).toContain('musig2_grpc_calls_total{method="KeySort",code="INVALID_ARGUMENT"} 1');
-      expect(text).toContain('musig2_grpc_calls_total{method="KeySort",code="OK"} 1');
-      expect(text).toMatch(/musig2_open_sessions 0/);
+      expect(text).toContain('musig2_signer_grpc_requests_total{rpc="KeySort",code="INVALID_ARGUMENT"} 1');
+      expect(text).toContain('musig2_signer_grpc_requests_total{rpc="KeySort",code="OK"} 1');
+      expect(text).toMatch(/musig2_signer_open_sessions 0/);
       const calls = lines.map((l) => JSON.parse(l) as { msg: string; method?: string; code?: string }).filter((e) => e.msg === 'call');
       expect(calls.map((c) => `${c.method} ${c.code}`)).toEqual(['KeySort INVALID_ARGUMENT', 'KeySort OK']);
     } finally {
