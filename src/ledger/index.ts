@@ -1,7 +1,8 @@
 // The nonce ledger: one interface (types.ts), an embedded SQLite implementation, and
-// openLedger() choosing by URL. PostgreSQL comes later behind the same interface.
+// openLedger() choosing by URL: SQLite embedded, or PostgreSQL shared by several replicas.
 
 import { LedgerError } from './errors.js';
+import { PostgresLedger } from './postgres.js';
 import { SqliteLedger } from './sqlite.js';
 import type { NonceLedger } from './types.js';
 
@@ -9,6 +10,8 @@ export * from './errors.js';
 export type * from './types.js';
 export { SqliteLedger, DEFAULT_BUSY_TIMEOUT_MS } from './sqlite.js';
 export type { SqliteLedgerOptions } from './sqlite.js';
+export { PostgresLedger, PG_DEFAULTS } from './postgres.js';
+export type { PostgresLedgerOptions } from './postgres.js';
 
 export interface OpenLedgerOptions {
   /** Clock for created_at / used_at (unix ms). Default Date.now. */
@@ -20,15 +23,17 @@ export interface OpenLedgerOptions {
  * - `sqlite:PATH` (also `sqlite://PATH`): a file, created with its directories if needed.
  *   Optional query `?busy_timeout_ms=N`: how long to wait for a write lock held by another
  *   process before answering unavailable (default 2000). `sqlite::memory:` for tests.
- * - `postgres://` / `postgresql://`: not supported yet (a later issue adds it).
+ * - `postgres://` / `postgresql://`: a PostgreSQL database that several daemon replicas may
+ *   share (libpq-style URL, passed to pg as is; never logged, as it may hold a password).
+ *   The schema is migrated at open.
  */
 export async function openLedger(url: string, opts: OpenLedgerOptions = {}): Promise<NonceLedger> {
   if (/^postgres(ql)?:\/\//i.test(url)) {
-    throw new LedgerError('PostgreSQL ledgers are not yet supported; use sqlite:PATH');
+    return PostgresLedger.open({ url, now: opts.now });
   }
   const m = /^sqlite:(?:\/\/)?([^?]+)(?:\?(.*))?$/i.exec(url);
   if (!m) {
-    throw new LedgerError('ledger URL must be sqlite:PATH (postgres:// is not yet supported)');
+    throw new LedgerError('ledger URL must be sqlite:PATH or postgres://…');
   }
   const path = m[1]!;
   let busyTimeoutMs: number | undefined;

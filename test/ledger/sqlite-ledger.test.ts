@@ -68,7 +68,8 @@ describe('opening', () => {
   });
 
   it('rejects unsupported URLs clearly', async () => {
-    await expect(openLedger('postgres://u@h/db')).rejects.toThrow(/not yet supported/);
+    // postgres:// is the PostgreSQL ledger (postgres-ledger.test.ts); nothing listens on port 1.
+    await expect(openLedger('postgres://u@127.0.0.1:1/db')).rejects.toBeInstanceOf(LedgerUnavailableError);
     await expect(openLedger('mysql://x')).rejects.toBeInstanceOf(LedgerError);
     await expect(openLedger(`sqlite:${dbPath}?bogus=1`)).rejects.toThrow(/unknown ledger URL option/);
   });

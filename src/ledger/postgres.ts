@@ -1,0 +1,316 @@
+// The shared nonce ledger: PostgreSQL through a pg Pool, for several daemon replicas that
+// share one token key (DESIGN.md section 3).
+//
+// Per-call design, no group commit: every write is ONE statement in its own implicit
+// transaction (autocommit), so it is atomic, and its promise resolves only after PostgreSQL
+// has answered the COMMIT, i.e. after the WAL flush (synchronous_commit must not be off:
+// open() refuses a server where it is, or where fsync is off). The database itself
+// enforces the rules, so replicas need no coordination among themselves:
+//
+// - recordNonce: a plain INSERT; the UNIQUE constraints on pubnonce and session_id answer a
+//   repeat with 23505, which becomes NonceCollisionError.
+// - markUsed: `UPDATE … SET used_at, digest WHERE pubnonce = $1 AND used_at IS NULL`. Two
+//   replicas racing on one nonce: the row lock serialises them and the second re-checks
+//   `used_at IS NULL` after the first commits, so exactly one gets a row back. With no row,
+//   a read tells replay (same digest), reuse (another digest) and unknown apart; that read
+//   is race-free because a used row never changes its digest and never reverts.
+// - storePsig: conditional on the digest and on no psig yet; a read explains a refusal.
+// - recordDeterministic: `INSERT … ON CONFLICT (pubnonce) DO NOTHING RETURNING`; on a
+//   conflict (PostgreSQL waits for a concurrent inserter to commit first), a read tells
+//   replay from reuse.
+//
+// Fail closed and fast: any connection failure, timeout, shutdown or server error is a
+// LedgerUnavailableError. Connecting gives up after connectTimeoutMs, a statement after
+// statementTimeoutMs (server side, statement_timeout) and, should the server vanish
+// mid-query, the client gives up shortly after (query_timeout). The pool drops broken
+// connections and opens new ones on the next call, so the ledger recovers by itself when
+// the database comes back. The connection URL (which may hold a password) is never put in
+// an error message or a log line.
+
+import pg from 'pg';
+import type { Pool as PgPool, PoolClient, QueryResultRow } from 'pg';
+import {
+  LedgerError,
+  LedgerUnavailableError,
+  NonceCollisionError,
+  NonceNotRecordedError,
+  NonceReuseError,
+} from './errors.js';
+import { migrate } from './postgres-schema.js';
+import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
+
+export interface PostgresLedgerOptions {
+  /** postgres:// or postgresql:// connection URL (libpq style; may carry sslmode etc.). */
+  readonly url: string;
+  /** Clock for created_at / used_at (unix ms). Default Date.now. */
+  readonly now?: () => number;
+  /** Pool size. Default 16. */
+  readonly maxConnections?: number;
+  /** Give up connecting after this long. Default 3000. */
+  readonly connectTimeoutMs?: number;
+  /** Server-side statement_timeout (also bounds lock waits). Default 3000. */
+  readonly statementTimeoutMs?: number;
+  /** healthy() answers false after this long. Default 1000. */
+  readonly healthTimeoutMs?: number;
+}
+
+export const PG_DEFAULTS = {
+  maxConnections: 16,
+  connectTimeoutMs: 3000,
+  statementTimeoutMs: 3000,
+  healthTimeoutMs: 1000,
+} as const;
+
+interface Row {
+  key_id: string;
+  pubnonce: Buffer;
+  session_id: Buffer | null;
+  path: 'random' | 'deterministic';
+  created_at: string; // BIGINT arrives as a string
+  used_at: string | null;
+  digest: Buffer | null;
+  psig: Buffer | null;
+}
+
+const SQL = {
+  insertRandom: `INSERT INTO nonces (key_id, pubnonce, session_id, path, created_at)
+                 VALUES ($1, $2, $3, 'random', $4)`,
+  insertDeterministic: `INSERT INTO nonces (key_id, pubnonce, session_id, path, created_at, used_at, digest, psig)
+                        VALUES ($1, $2, NULL, 'deterministic', $3, $3, $4, $5)
+                        ON CONFLICT (pubnonce) DO NOTHING RETURNING id`,
+  markUsed: `UPDATE nonces SET used_at = $3, digest = $2
+             WHERE pubnonce = $1 AND used_at IS NULL RETURNING id`,
+  storePsig: `UPDATE nonces SET psig = $3
+              WHERE pubnonce = $1 AND digest = $2 AND psig IS NULL RETURNING id`,
+  byPubnonce: 'SELECT * FROM nonces WHERE pubnonce = $1',
+  bySession: 'SELECT * FROM nonces WHERE session_id = $1',
+} as const;
+
+export class PostgresLedger implements NonceLedger {
+  private closed = false;
+
+  private constructor(
+    private readonly pool: PgPool,
+    private readonly now: () => number,
+    private readonly healthTimeoutMs: number,
+  ) {}
+
+  /** Connect, check the server's durability settings, and migrate the schema. */
+  static async open(opts: PostgresLedgerOptions): Promise<PostgresLedger> {
+    const statementTimeoutMs = opts.statementTimeoutMs ?? PG_DEFAULTS.statementTimeoutMs;
+    const pool = new pg.Pool({
+      connectionString: opts.url,
+      max: opts.maxConnections ?? PG_DEFAULTS.maxConnections,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? PG_DEFAULTS.connectTimeoutMs,
+      statement_timeout: statementTimeoutMs,
+      // Client side, for a server that stops answering without closing the connection.
+      query_timeout: statementTimeoutMs + 1000,
+      idle_in_transaction_session_timeout: statementTimeoutMs * 2,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: 'musig2-signer',
+    });
+    // An idle connection that dies (server restart, admin shutdown) is reported here; the
+    // pool has already dropped it. Without a listener it would crash the process.
+    pool.on('error', () => undefined);
+    let client: PoolClient | undefined;
+    try {
+      client = await pool.connect();
+      await checkDurability(client);
+      await migrate(client, (opts.now ?? Date.now)());
+      client.release();
+      client = undefined;
+      return new PostgresLedger(pool, opts.now ?? Date.now, opts.healthTimeoutMs ?? PG_DEFAULTS.healthTimeoutMs);
+    } catch (err) {
+      client?.release(true);
+      await pool.end().catch(() => undefined);
+      throw toLedgerError('open', err);
+    }
+  }
+
+  async recordNonce(entry: { keyId: string; pubnonce: Uint8Array; sessionId: Uint8Array }): Promise<void> {
+    checkLength('pubnonce', entry.pubnonce, 66);
+    checkLength('sessionId', entry.sessionId, 32);
+    try {
+      await this.query('recordNonce', SQL.insertRandom, [
+        entry.keyId,
+        toBuffer(entry.pubnonce),
+        toBuffer(entry.sessionId),
+        this.now(),
+      ]);
+    } catch (err) {
+      if (err instanceof LedgerError && errCode(err.cause) === '23505') throw new NonceCollisionError(entry.pubnonce);
+      throw err;
+    }
+  }
+
+  async markUsed(pubnonce: Uint8Array, digest: Uint8Array): Promise<MarkUsedResult> {
+    checkLength('pubnonce', pubnonce, 66);
+    checkLength('digest', digest, 32);
+    const p = toBuffer(pubnonce);
+    const d = toBuffer(digest);
+    const marked = await this.query('markUsed', SQL.markUsed, [p, d, this.now()]);
+    if (marked.rowCount === 1) return { outcome: 'marked' };
+    // Not marked: the row is missing or already used. A used row never reverts and its
+    // digest never changes, so this read after the failed update is race-free.
+    const row = await this.row('markUsed', SQL.byPubnonce, p);
+    if (!row) throw new NonceNotRecordedError(pubnonce);
+    if (row.digest && row.digest.equals(d)) {
+      return { outcome: 'replay', psig: row.psig ? new Uint8Array(row.psig) : null };
+    }
+    throw new NonceReuseError(pubnonce);
+  }
+
+  async storePsig(pubnonce: Uint8Array, digest: Uint8Array, psig: Uint8Array): Promise<void> {
+    checkLength('pubnonce', pubnonce, 66);
+    checkLength('digest', digest, 32);
+    checkLength('psig', psig, 32);
+    const p = toBuffer(pubnonce);
+    const d = toBuffer(digest);
+    const s = toBuffer(psig);
+    const stored = await this.query('storePsig', SQL.storePsig, [p, d, s]);
+    if (stored.rowCount === 1) return;
+    const row = await this.row('storePsig', SQL.byPubnonce, p);
+    if (!row) throw new NonceNotRecordedError(pubnonce);
+    if (!row.digest || !row.digest.equals(d)) {
+      throw new LedgerError('cannot store a psig: the nonce is not used with this signing context');
+    }
+    if (row.psig && row.psig.equals(s)) return; // idempotent retry
+    throw new LedgerError('cannot store a psig: the nonce already holds a different psig');
+  }
+
+  async recordDeterministic(entry: {
+    keyId: string;
+    pubnonce: Uint8Array;
+    digest: Uint8Array;
+    psig: Uint8Array;
+  }): Promise<RecordDeterministicResult> {
+    checkLength('pubnonce', entry.pubnonce, 66);
+    checkLength('digest', entry.digest, 32);
+    checkLength('psig', entry.psig, 32);
+    const p = toBuffer(entry.pubnonce);
+    const d = toBuffer(entry.digest);
+    const inserted = await this.query('recordDeterministic', SQL.insertDeterministic, [
+      entry.keyId,
+      p,
+      this.now(),
+      d,
+      toBuffer(entry.psig),
+    ]);
+    if (inserted.rowCount === 1) return { outcome: 'recorded' };
+    const row = await this.row('recordDeterministic', SQL.byPubnonce, p);
+    if (row && row.path === 'deterministic' && row.digest?.equals(d) && row.psig) {
+      return { outcome: 'replay', psig: new Uint8Array(row.psig) };
+    }
+    throw new NonceReuseError(entry.pubnonce);
+  }
+
+  async findByPubnonce(pubnonce: Uint8Array): Promise<NonceRecord | null> {
+    return toRecord(await this.row('findByPubnonce', SQL.byPubnonce, toBuffer(pubnonce)));
+  }
+
+  async findBySession(sessionId: Uint8Array): Promise<NonceRecord | null> {
+    return toRecord(await this.row('findBySession', SQL.bySession, toBuffer(sessionId)));
+  }
+
+  /** A `SELECT 1` answered within healthTimeoutMs. Never throws. */
+  async healthy(): Promise<boolean> {
+    if (this.closed) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.healthTimeoutMs);
+    });
+    const probe = this.pool.query('SELECT 1').then(
+      () => true,
+      () => false,
+    );
+    try {
+      return await Promise.race([probe, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits for calls in flight, then closes every connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end().catch(() => undefined);
+  }
+
+  private async query<R extends QueryResultRow>(op: string, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    if (this.closed) throw closedError();
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (err) {
+      throw toLedgerError(op, err);
+    }
+  }
+
+  private async row(op: string, text: string, key: Buffer): Promise<Row | undefined> {
+    const r = await this.query<Row>(op, text, [key]);
+    return r.rows[0];
+  }
+}
+
+/** A ledger must survive a power cut: refuse a server that acknowledges commits before the flush. */
+async function checkDurability(client: PoolClient): Promise<void> {
+  const { rows } = await client.query<{ fsync: string; sc: string }>(
+    "SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS sc",
+  );
+  const r = rows[0];
+  if (!r || r.fsync !== 'on' || r.sc === 'off') {
+    throw new LedgerError('PostgreSQL ledger refused: the server must run with fsync=on and synchronous_commit not off');
+  }
+}
+
+function closedError(): LedgerUnavailableError {
+  return new LedgerUnavailableError('ledger is closed');
+}
+
+function errCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * Every failure becomes a LedgerError. An integrity-constraint violation (SQLSTATE class 23)
+ * refuses the request and stays a plain LedgerError (the callers turn 23505 into a
+ * collision); everything else (connection refused or lost, timeouts, admin shutdown 57P01,
+ * statement timeout 57014, out of resources, read-only) is LedgerUnavailableError, so the
+ * signer fails closed. Messages name the operation and the code only, never the URL.
+ */
+function toLedgerError(op: string, err: unknown): LedgerError {
+  if (err instanceof LedgerError) return err;
+  const code = errCode(err);
+  if (err instanceof pg.DatabaseError && code?.startsWith('23')) {
+    return new LedgerError(`ledger ${op} violated a constraint (${code})`, { cause: err });
+  }
+  return new LedgerUnavailableError(`ledger ${op} failed${code ? ` (${code})` : ''}`, code, { cause: err });
+}
+
+function checkLength(name: string, value: Uint8Array, len: number): void {
+  if (!(value instanceof Uint8Array) || value.length !== len) {
+    throw new LedgerError(`${name} must be ${len} bytes`);
+  }
+}
+
+/** pg sends Buffers as bytea; a plain Uint8Array would be sent as text. */
+function toBuffer(u8: Uint8Array): Buffer {
+  return Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+function toRecord(row: Row | undefined): NonceRecord | null {
+  if (!row) return null;
+  const copy = (b: Buffer | null) => (b ? new Uint8Array(b) : null);
+  return {
+    keyId: row.key_id,
+    pubnonce: new Uint8Array(row.pubnonce),
+    sessionId: copy(row.session_id),
+    path: row.path,
+    createdAtMs: Number(row.created_at),
+    usedAtMs: row.used_at === null ? null : Number(row.used_at),
+    digest: copy(row.digest),
+    psig: copy(row.psig),
+  };
+}
