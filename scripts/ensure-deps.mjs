@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Installs whatever `npm start` and `npm test` need and is missing: npm packages (from the
-// lockfile) and SoftHSM2 from Debian. Plain JavaScript, because it runs before node_modules exists.
+// lockfile), SoftHSM2 from Debian and, for the tests, Debian's PostgreSQL server. Plain
+// JavaScript, because it runs before node_modules exists.
 import { execFileSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -60,7 +61,17 @@ function ensureSoftHsm() {
   aptInstall(['softhsm2']);
 }
 
-const wantPostgres = process.argv.includes('--postgres');
+/** Debian's PostgreSQL server binaries (any major version): the tests run their own cluster. */
+function hasPostgres() {
+  try {
+    return readdirSync('/usr/lib/postgresql').some((v) => existsSync(join('/usr/lib/postgresql', v, 'bin', 'initdb')));
+  } catch {
+    return false;
+  }
+}
+
+// `npm test` (pretest) needs PostgreSQL for the shared-ledger tests; `npm start` does not.
+const wantPostgres = process.argv.includes('--postgres') || process.env.npm_lifecycle_event === 'pretest';
 ensureSoftHsm();
-if (wantPostgres && !existsSync('/usr/lib/postgresql')) aptInstall(['postgresql']);
+if (wantPostgres && !hasPostgres()) aptInstall(['postgresql']);
 ensureNpmPackages();
