@@ -4,6 +4,10 @@ import { CliError } from './errors.js';
 type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  audit: {
+    summary: 'verify FILE: check the hash chain of an audit log and name the first bad line',
+    load: async () => (await import('./audit.js')).runAudit,
+  },
   demo: {
     summary: 'run a local 3-signer MuSig2 session in process and verify it',
     load: async () => (await import('./demo.js')).runDemo,

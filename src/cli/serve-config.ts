@@ -33,6 +33,16 @@ export const SERVE_SETTINGS = {
     env: 'MUSIG2_TLS_CLIENT_CA',
     description: 'require client certificates signed by this CA (mTLS)',
   },
+  acl: {
+    flag: 'acl',
+    env: 'MUSIG2_ACL',
+    description: 'access-rule file, JSON (required on a non-loopback address unless --insecure)',
+  },
+  auditLog: {
+    flag: 'audit-log',
+    env: 'MUSIG2_AUDIT_LOG',
+    description: 'audit log, JSON lines (required on a non-loopback address unless --insecure)',
+  },
   metricsListen: {
     flag: 'metrics-listen',
     env: 'MUSIG2_METRICS_LISTEN',
@@ -87,6 +97,10 @@ export interface ServeConfig {
   maxMessageBytes: number;
   maxSigners: number;
   metricsListen?: string;
+  /** The access-rule file; without it every caller may do everything (loopback only, or --insecure). */
+  acl?: string;
+  /** The audit log file. */
+  auditLog?: string;
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
   shutdownGraceMs: number;
   /** Worker threads for the signing arithmetic; 0 runs it on the event loop. */
@@ -99,7 +113,7 @@ export function serveUsage(): string {
   return [
     'usage: musig2-signer serve [options]',
     '',
-    `  ${'--insecure'.padEnd(46)} allow plaintext gRPC on a non-loopback address`,
+    `  ${'--insecure'.padEnd(46)} allow plaintext gRPC, no --acl or no --audit-log on a non-loopback address`,
     settingsHelp(SERVE_SETTINGS),
     settingsHelp(PKCS11_SETTINGS),
   ].join('\n');
@@ -145,6 +159,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     maxMessageBytes: int('maxMessageBytes'),
     maxSigners: int('maxSigners'),
     metricsListen: s.metricsListen,
+    acl: s.acl,
+    auditLog: s.auditLog,
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey, ...(tlsClientCa ? { clientCaFile: tlsClientCa } : {}) } : undefined,
     shutdownGraceMs: int('shutdownGraceMs'),
     workers: workerCount(s.workers!),

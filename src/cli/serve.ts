@@ -5,10 +5,13 @@
 import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { AuditLog, AuditLogCorruptError, AuditUnavailableError } from '../audit/index.js';
 import { Keystore } from '../keystore/index.js';
 import { openLedger } from '../ledger/index.js';
 import type { NonceLedger } from '../ledger/index.js';
 import {
+  AccessRules,
+  AclError,
   DaemonServer,
   InsecureListenError,
   isLoopbackHost,
@@ -54,6 +57,11 @@ function checkAddresses(config: ServeConfig): void {
   try {
     const { host } = parseListenAddress(config.listen);
     if (!config.tls && !config.insecure && !isLoopbackHost(host)) throw new InsecureListenError(config.listen);
+    // Off loopback, access rules and the audit log are not optional (DESIGN.md section 4).
+    if (!config.insecure && !isLoopbackHost(host)) {
+      if (!config.acl) throw new CliError(`refusing to serve ${config.listen} without access rules: pass --acl FILE (or --insecure)`, 2);
+      if (!config.auditLog) throw new CliError(`refusing to serve ${config.listen} without an audit log: pass --audit-log FILE (or --insecure)`, 2);
+    }
     // /metrics is plain, unauthenticated HTTP. It carries no secrets, but it does show signing
     // activity, so a non-loopback address needs the same explicit --insecure as plaintext gRPC.
     if (config.metricsListen && !config.insecure && !isLoopbackHost(parseListenAddress(config.metricsListen).host)) {
@@ -73,6 +81,18 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
   // Refuse a bad address before touching the token; DaemonServer.start checks again.
   checkAddresses(config);
   const tls = config.tls ? await readTls(config.tls) : undefined;
+  let acl: AccessRules | undefined;
+  if (config.acl) {
+    try {
+      acl = await AccessRules.load(config.acl);
+    } catch (err) {
+      if (err instanceof AclError) throw new CliError(err.message, 2);
+      throw err;
+    }
+  } else {
+    logger.warn('no access rules (--acl): every caller may use every key; development only');
+  }
+  if (!config.auditLog) logger.warn('no audit log (--audit-log): signing decisions are not recorded');
 
   const closers: { name: string; close: () => Promise<void> }[] = [];
   const closeAll = async () => {
@@ -117,6 +137,22 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     });
     closers.push({ name: 'signer', close: () => signer.close() });
 
+    let audit: AuditLog | undefined;
+    if (config.auditLog) {
+      try {
+        audit = await AuditLog.open(config.auditLog, {
+          openFields: { pid: process.pid, listen: config.listen, acl: config.acl ?? null },
+          onStateChange: (healthy, err) =>
+            healthy ? logger.warn('audit log writable again: signing resumes') : logger.error({ err }, 'audit log write failed: signing stops'),
+        });
+      } catch (err) {
+        if (err instanceof AuditLogCorruptError || err instanceof AuditUnavailableError) throw new CliError(err.message);
+        throw err;
+      }
+      const opened = audit;
+      closers.push({ name: 'audit log', close: () => opened.close() });
+    }
+
     if (config.metricsListen) {
       const m = await metrics.listen(config.metricsListen);
       closers.push({ name: 'metrics', close: m.close });
@@ -130,6 +166,8 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       insecure: config.insecure,
       limits: { maxMessageBytes: config.maxMessageBytes, maxSigners: config.maxSigners },
       metrics,
+      acl,
+      audit,
     });
   } catch (err) {
     await closeAll();

@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { AGGREGATOR_SERVICE, SIGNER_SERVICE } from '../protocol/contract.js';
 
 export interface HealthSource {
-  health(): Promise<{ keystore: boolean; ledger: boolean }>;
+  /** `audit` is present when an audit log is configured: the Signer does not serve while it fails. */
+  health(): Promise<{ keystore: boolean; ledger: boolean; audit?: boolean }>;
 }
 
 export class HealthMonitor {
@@ -62,10 +63,10 @@ export class HealthMonitor {
 
   private async runCheck(): Promise<void> {
     let status: ServingStatus = 'NOT_SERVING';
-    let detail: { keystore: boolean; ledger: boolean } | undefined;
+    let detail: { keystore: boolean; ledger: boolean; audit?: boolean } | undefined;
     try {
       detail = await this.source.health();
-      if (detail.keystore && detail.ledger) status = 'SERVING';
+      if (detail.keystore && detail.ledger && detail.audit !== false) status = 'SERVING';
     } catch (err) {
       this.logger.warn({ err }, 'health check failed');
     }

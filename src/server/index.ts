@@ -5,6 +5,9 @@ import type { ServiceDefinition } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from 'pino';
 import { AGGREGATOR_SERVICE, loadPackageDefinition, SIGNER_SERVICE } from '../protocol/contract.js';
+import type { AuditLog } from '../audit/index.js';
+import { accessControl } from './access.js';
+import type { AccessRules } from './acl.js';
 import { aggregatorHandlers } from './aggregator.js';
 import { HealthMonitor } from './health.js';
 import type { HealthSource } from './health.js';
@@ -15,6 +18,7 @@ import type { CallContext } from './rpc.js';
 import { signerHandlers } from './signer.js';
 import type { SignerBackend } from './signer.js';
 import { DEFAULT_LIMITS } from '../signer/index.js';
+import type { SignerService } from '../signer/index.js';
 import type { RequestLimits } from './validate.js';
 
 export { Metrics, METRIC_PREFIX } from './metrics.js';
@@ -22,6 +26,8 @@ export type { MetricsSources } from './metrics.js';
 export { HealthMonitor } from './health.js';
 export { isLoopbackHost, parseListenAddress, formatListenAddress, ListenAddressError } from './listen.js';
 export { InvalidRequestError } from './validate.js';
+export { AccessRules, AclError } from './acl.js';
+export type { ClientIdentity } from './acl.js';
 export type { RequestLimits } from './validate.js';
 
 /** PEM-encoded TLS material; with a client CA the server requires client certificates (mTLS). */
@@ -32,7 +38,7 @@ export interface TlsMaterial {
 }
 
 export interface DaemonServerOptions {
-  signer: SignerBackend & HealthSource;
+  signer: SignerBackend & HealthSource & Partial<Pick<SignerService, 'sessionKeyId'>>;
   logger: Logger;
   /** HOST:PORT; port 0 picks a free port (see `address` afterwards). */
   listen: string;
@@ -43,6 +49,20 @@ export interface DaemonServerOptions {
   limits?: Partial<RequestLimits>;
   metrics?: Metrics;
   healthIntervalMs?: number;
+  /**
+   * Access rules (no rule, no access). Without them every caller may do everything, which is
+   * allowed on a loopback address only, unless `insecure`.
+   */
+  acl?: AccessRules;
+  /** Every Signer decision is recorded here, durably, before its reply leaves. */
+  audit?: AuditLog;
+}
+
+export class MissingAccessRulesError extends Error {
+  constructor(address: string) {
+    super(`refusing to serve non-loopback address ${address} without access rules (--acl): every client could use every key; pass --insecure to allow it`);
+    this.name = 'MissingAccessRulesError';
+  }
 }
 
 export class InsecureListenError extends Error {
@@ -67,14 +87,39 @@ export class DaemonServer {
   static async start(opts: DaemonServerOptions): Promise<DaemonServer> {
     const requested = parseListenAddress(opts.listen);
     if (!opts.tls && !opts.insecure && !isLoopbackHost(requested.host)) throw new InsecureListenError(opts.listen);
+    if (!opts.acl && !opts.insecure && !isLoopbackHost(requested.host)) throw new MissingAccessRulesError(opts.listen);
     const limits: RequestLimits = { ...DEFAULT_LIMITS, ...opts.limits };
 
-    const health = new HealthMonitor(opts.signer, opts.logger, opts.healthIntervalMs);
+    const audit = opts.audit;
+    const healthSource: HealthSource = audit
+      ? {
+          health: async () => {
+            // A failed audit log is retried here, so the Signer serves again once it can write.
+            const auditOk = await audit.ensureWritable().then(
+              () => true,
+              () => false,
+            );
+            return { ...(await opts.signer.health()), audit: auditOk };
+          },
+        }
+      : opts.signer;
+    const health = new HealthMonitor(healthSource, opts.logger, opts.healthIntervalMs);
     opts.metrics?.wire({ health: () => health.components() });
     const ctx: CallContext = {
       logger: opts.logger,
       metrics: opts.metrics,
       onUnavailable: () => void health.check(),
+      ...(opts.acl || audit
+        ? {
+            around: accessControl({
+              rules: opts.acl,
+              audit,
+              plaintextIsLocal: !opts.tls && isLoopbackHost(requested.host),
+              sessionKeyId: opts.signer.sessionKeyId?.bind(opts.signer),
+              logger: opts.logger,
+            }),
+          }
+        : {}),
     };
     const server = new Server({
       'grpc.max_receive_message_length': limits.maxMessageBytes + FRAME_OVERHEAD_BYTES,

@@ -38,8 +38,12 @@ export function withSafeDecoding(definition: ServiceDefinition): ServiceDefiniti
   return out as ServiceDefinition;
 }
 
+/** Runs around a handler with the call at hand: access rules and the audit log (access.ts). */
+export type CallWrapper = (method: string, call: ServerUnaryCall<unknown, unknown>, next: () => Promise<unknown>) => Promise<unknown>;
+
 export interface CallContext {
   logger: Logger;
+  around?: CallWrapper;
   metrics?: Metrics;
   /** Called when a call fails with UNAVAILABLE, so health can be re-checked at once. */
   onUnavailable?: () => void;
@@ -59,7 +63,10 @@ export function unary<Req, Res>(method: string, ctx: CallContext, handle: (req: 
       if (isUndecodable(request)) throw new InvalidRequestError('request', `bytes are not a valid ${method} request message`);
       return handle(request as Req);
     };
-    run().then(
+    const guarded = ctx.around
+      ? () => ctx.around!(method, call as ServerUnaryCall<unknown, unknown>, run) as Promise<Res>
+      : run;
+    guarded().then(
       (response) => {
         finish(Status.OK);
         callback(null, response);

@@ -41,10 +41,13 @@ beforeAll(async () => {
   pki = makePki(token.dir);
   await createKey(token, 'k1');
   await createKey(token, 'k2');
+  // Off loopback the daemon also needs access rules and an audit log (see acl-audit.test.ts).
+  const acl = join(token.dir, 'acl.json');
+  writeFileSync(acl, JSON.stringify({ rules: [{ client: 'CN=musig2-test-client', keys: ['*'], rpcs: ['*'] }] }));
   daemon = await Daemon.start(token, {
     // Every interface: allowed without --insecure because the transport is TLS.
     listen: '0.0.0.0:0',
-    args: ['--tls-cert', pki.serverCert, '--tls-key', pki.serverKey, '--tls-client-ca', pki.ca],
+    args: ['--tls-cert', pki.serverCert, '--tls-key', pki.serverKey, '--tls-client-ca', pki.ca, '--acl', acl, '--audit-log', join(token.dir, 'audit.jsonl')],
   });
 });
 
