@@ -199,3 +199,33 @@ describe('audit log', () => {
     expect(bad.stdout).toContain(`line ${target + 1}: hash does not match`);
   });
 });
+
+describe('startup policy', () => {
+  const tlsArgs = () => ['--tls-cert', pki.serverCert, '--tls-key', pki.serverKey, '--tls-client-ca', pki.ca];
+
+  it('refuses a non-loopback address without access rules or without an audit log', async () => {
+    const base = ['serve', '--listen', '0.0.0.0:0', '--ledger', 'sqlite::memory:', ...tlsArgs()];
+    const noAcl = await runCli(base, { env: token.env });
+    expect(noAcl.code).toBe(2);
+    expect(noAcl.stderr).toContain('without access rules: pass --acl FILE');
+    const noAudit = await runCli([...base, '--acl', join(token.dir, 'acl.json')], { env: token.env });
+    expect(noAudit.code).toBe(2);
+    expect(noAudit.stderr).toContain('without an audit log: pass --audit-log FILE');
+  });
+
+  it('refuses to start with a rule file that does not parse, naming the problem', async () => {
+    const bad = join(token.dir, 'bad-acl.json');
+    writeFileSync(bad, '{"rules":[{"client":"CN=a","keys":["k"],"rpcs":["Sing"]}]}');
+    const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--ledger', 'sqlite::memory:', '--acl', bad], { env: token.env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${bad}: rules[0]: unknown RPC 'Sing'`);
+  });
+
+  it('refuses to continue an audit log whose last line is garbled', async () => {
+    const log = join(token.dir, 'garbled.jsonl');
+    writeFileSync(log, '{"seq":1,"ti');
+    const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--ledger', 'sqlite::memory:', '--audit-log', log], { env: token.env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('the last line is incomplete');
+  });
+});
