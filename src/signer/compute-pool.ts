@@ -229,6 +229,7 @@ export class ComputePool implements Compute {
    * `fn` (a decrypted key) is not held while the call queues. Inline pools run `fn` at once.
    */
   async lease<T>(fn: (compute: Compute) => Promise<T>): Promise<T> {
+    if (this.closed) throw shuttingDown();
     if (this.size === 0) return fn(inlineCompute);
     await this.acquire();
     try {
