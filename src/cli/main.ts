@@ -12,6 +12,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'run a local 3-signer MuSig2 session in process and verify it',
     load: async () => (await import('./demo.js')).runDemo,
   },
+  health: {
+    summary: 'ask a running daemon (default MUSIG2_LISTEN) over grpc.health.v1; exit 0 if SERVING',
+    load: async () => (await import('./health.js')).runHealth,
+  },
   keys: {
     summary: 'create, import (hex secret on stdin) or list the keys sealed in the PKCS#11 token',
     load: async () => (await import('./keys.js')).runKeys,
