@@ -5,11 +5,13 @@
 // Session records, the Map entries, the hex ids) plus its external memory (the ArrayBuffer
 // backing stores: the session bytes), and the process RSS. The ledger rows are on disk, not in
 // memory (SQLite's page cache is bounded and is part of the baseline after a warm-up).
+// BENCH_MEMORY_POOL=N runs NonceGen on N compute workers (default inline: on two shared cores
+// the pool is no faster here, and inline keeps every session byte in the measured isolate).
 //
 // SoftHSM reads SOFTHSM2_CONF once per process, and the baseline should be this section's alone, so the measurement
 // runs in a child process of its own; benchMemory() starts it.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +23,7 @@ import { markdownTable } from './harness.js';
 import { Keystore, initSoftHsmToken } from '../src/keystore/index.js';
 import { openLedger } from '../src/ledger/index.js';
 import * as musig2 from '../src/musig2/index.js';
-import { ComputePool, defaultPoolSize } from '../src/signer/compute-pool.js';
+import { ComputePool } from '../src/signer/compute-pool.js';
 import { SignerService, type NonceGenRequest } from '../src/signer/index.js';
 
 const CHILD_FLAG = '--memory-bench-child';
@@ -57,10 +59,21 @@ function sessionCount(): number {
 
 function poolSize(): number {
   const raw = process.env.BENCH_MEMORY_POOL;
-  if (raw === undefined || raw === '') return defaultPoolSize();
+  if (raw === undefined || raw === '') return 0;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0) throw new Error(`BENCH_MEMORY_POOL must be an integer >= 0, got ${raw}`);
   return n;
+}
+
+/**
+ * Where the token and the ledger file go: BENCH_MEMORY_DIR, else /dev/shm when there is one.
+ * The ledger fsyncs every record (synchronous=FULL); on a disk that bounds the run at a few
+ * hundred sessions a second, and durability is not what this section measures.
+ */
+function workDir(): string {
+  const raw = process.env.BENCH_MEMORY_DIR;
+  if (raw !== undefined && raw !== '') return raw;
+  return existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 }
 
 interface Snapshot {
@@ -98,7 +111,7 @@ const signedMib = (b: number): string => `${b >= 0 ? '+' : ''}${mib(b)}`;
 
 async function measure(): Promise<void> {
   const n = sessionCount();
-  const dir = mkdtempSync(join(tmpdir(), 'bench-memory-'));
+  const dir = mkdtempSync(join(workDir(), 'bench-memory-'));
   let clock = Date.now();
   const now = (): number => clock;
   try {
