@@ -8,6 +8,11 @@
 //   only then signs; then stores the psig; the secnonce is wiped in `finally` whatever happens.
 // - DeterministicSign records (pubnonce, digest, psig) before replying.
 // - Any ledger failure means no signature: UNAVAILABLE.
+//
+// The curve arithmetic of the three secret-bearing operations runs in `compute` (a pool of
+// worker threads in the daemon, inline by default). Each one takes a worker permit first, then
+// opens the key, so decrypted keys never wait in a queue; withSecretKey wipes the key when the
+// worker has answered, and the pool moves its own copy to the worker, which wipes it there.
 
 import { pino, type Logger } from 'pino';
 import * as musig2 from '../musig2/index.js';
@@ -18,7 +23,7 @@ import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } f
 import { ComputePool } from './compute-pool.js';
 import { bindingDigest, contextDigest } from './digest.js';
 import { SignerError, toSignerError } from './errors.js';
-import { SessionStore, type Session } from './sessions.js';
+import { Session, SessionStore } from './sessions.js';
 import {
   DEFAULT_LIMITS,
   checkLimits,
@@ -290,21 +295,16 @@ export class SignerService {
       }
       this.assertOpen();
       const expiresAt = this.now() + this.ttlMs;
-      const session: Session = {
-        idHex: hex(sessionId),
+      // The session packs its bytes into one buffer; the secnonce is moved in (this copy zeroed).
+      const session = new Session({
         sessionId,
         keyId: v.keyId,
         pubnonce: out.pubnonce,
         binding: bindingDigest(v.keyId, v.pubkeys, v.tweaks, v.message),
         messageBound: v.message !== undefined,
         expiresAt,
-        state: 'open',
         secnonce,
-        digest: null,
-        psig: null,
-        psigStored: false,
-        retainUntil: expiresAt,
-      };
+      });
       this.sessions.addReserved(session);
       added = true;
       this.log.debug({ event: 'nonce_gen', sessionId: session.idHex, keyId: v.keyId }, 'session opened');
