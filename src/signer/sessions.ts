@@ -19,8 +19,20 @@ export type SessionState =
   /** The TTL passed before Sign; the secnonce was wiped. */
   | 'expired';
 
-export interface Session {
-  readonly idHex: string;
+/** Sizes of a session's fixed-size fields. */
+export const SECNONCE_BYTES = 97;
+export const SESSION_ID_BYTES = 32;
+export const PUBNONCE_BYTES = 66;
+export const BINDING_BYTES = 32;
+
+// Where each field lives in a session's one buffer.
+const SECNONCE_AT = 0;
+const SESSION_ID_AT = SECNONCE_AT + SECNONCE_BYTES;
+const PUBNONCE_AT = SESSION_ID_AT + SESSION_ID_BYTES;
+const BINDING_AT = PUBNONCE_AT + PUBNONCE_BYTES;
+export const SESSION_BUFFER_BYTES = BINDING_AT + BINDING_BYTES;
+
+export interface NewSession {
   readonly sessionId: Uint8Array;
   readonly keyId: string;
   readonly pubnonce: Uint8Array;
@@ -29,13 +41,83 @@ export interface Session {
   /** True when NonceGen was given a message (and `binding` covers it). */
   readonly messageBound: boolean;
   readonly expiresAt: number;
-  state: SessionState;
-  secnonce: Uint8Array | null;
+  /** Moved in: copied into the session, then this buffer is zeroed. */
+  readonly secnonce: Uint8Array;
+}
+
+const isBytes = (b: Uint8Array, n: number): boolean => b instanceof Uint8Array && b.length === n;
+
+/**
+ * One NonceGen session. Its fixed-size bytes share ONE buffer (secnonce || session id ||
+ * pubnonce || binding, 227 bytes): each small Uint8Array of its own would cost an ArrayBuffer,
+ * a view and a backing store, several times its bytes, and the cap allows many open sessions
+ * (issue 5: at most 1 KiB each). The getters hand out views of that buffer, made on demand.
+ */
+export class Session {
+  /** The session id in hex: the store's key, and what logs show. */
+  readonly idHex: string;
+  readonly keyId: string;
+  /** True when NonceGen was given a message (and `binding` covers it). */
+  readonly messageBound: boolean;
+  readonly expiresAt: number;
+  state: SessionState = 'open';
   /** Context digest of the first Sign attempt. */
-  digest: Uint8Array | null;
-  psig: Uint8Array | null;
-  psigStored: boolean;
+  digest: Uint8Array | null = null;
+  psig: Uint8Array | null = null;
+  psigStored = false;
   retainUntil: number;
+  /**
+   * secnonce || sessionId || pubnonce || binding. The secnonce part is live only while the
+   * state is 'open' (and, after take(), until the taker wipes it); it is zeroed otherwise.
+   * Exposed for tests; nothing else reads it.
+   */
+  readonly buffer: Uint8Array;
+
+  constructor(s: NewSession) {
+    if (
+      !isBytes(s.secnonce, SECNONCE_BYTES) ||
+      !isBytes(s.sessionId, SESSION_ID_BYTES) ||
+      !isBytes(s.pubnonce, PUBNONCE_BYTES) ||
+      !isBytes(s.binding, BINDING_BYTES)
+    ) {
+      if (s.secnonce instanceof Uint8Array) s.secnonce.fill(0);
+      throw new RangeError('session fields have the wrong sizes');
+    }
+    const buf = new Uint8Array(SESSION_BUFFER_BYTES);
+    buf.set(s.secnonce, SECNONCE_AT);
+    s.secnonce.fill(0);
+    buf.set(s.sessionId, SESSION_ID_AT);
+    buf.set(s.pubnonce, PUBNONCE_AT);
+    buf.set(s.binding, BINDING_AT);
+    this.buffer = buf;
+    this.idHex = Buffer.from(buf.buffer, SESSION_ID_AT, SESSION_ID_BYTES).toString('hex');
+    this.keyId = s.keyId;
+    this.messageBound = s.messageBound;
+    this.expiresAt = s.expiresAt;
+    this.retainUntil = s.expiresAt;
+  }
+
+  get sessionId(): Uint8Array {
+    return this.buffer.subarray(SESSION_ID_AT, SESSION_ID_AT + SESSION_ID_BYTES);
+  }
+
+  get pubnonce(): Uint8Array {
+    return this.buffer.subarray(PUBNONCE_AT, PUBNONCE_AT + PUBNONCE_BYTES);
+  }
+
+  get binding(): Uint8Array {
+    return this.buffer.subarray(BINDING_AT, BINDING_AT + BINDING_BYTES);
+  }
+
+  /** The secnonce while the session is open (a view, never a copy); null otherwise. */
+  get secnonce(): Uint8Array | null {
+    return this.state === 'open' ? this.buffer.subarray(SECNONCE_AT, SECNONCE_AT + SECNONCE_BYTES) : null;
+  }
+
+  /** Zero the secnonce part. */
+  wipe(): void {
+    this.buffer.fill(0, SECNONCE_AT, SECNONCE_AT + SECNONCE_BYTES);
+  }
 }
 
 export interface SessionStoreOptions {
@@ -86,9 +168,8 @@ export class SessionStore {
    * Sign calls can never both obtain it. The caller must wipe the returned buffer.
    */
   take(session: Session, digest: Uint8Array): Uint8Array {
-    const secnonce = session.secnonce;
-    if (session.state !== 'open' || secnonce === null) throw new Error('session is not open');
-    session.secnonce = null;
+    const secnonce = session.secnonce; // a view of the session's buffer: the caller's wipe zeroes it there
+    if (secnonce === null) throw new Error('session is not open');
     session.state = 'signing';
     session.digest = digest;
     this.retire(session);
@@ -98,8 +179,7 @@ export class SessionStore {
   /** Wipe an open session's secnonce and mark it expired. */
   expire(session: Session): void {
     if (session.state !== 'open') return;
-    session.secnonce?.fill(0);
-    session.secnonce = null;
+    session.wipe();
     session.state = 'expired';
     this.retire(session);
   }
@@ -121,8 +201,7 @@ export class SessionStore {
   /** Wipe every secnonce and forget every session. */
   clear(): void {
     for (const s of this.open.values()) {
-      s.secnonce?.fill(0);
-      s.secnonce = null;
+      s.wipe();
       s.state = 'expired';
     }
     this.open.clear();
