@@ -19,6 +19,7 @@ const SECTIONS: readonly Section[] = [
   { name: 'keystore', file: 'keystore', entry: 'benchKeystore' },
   { name: 'ledger', file: 'ledger', entry: 'benchLedger' },
   { name: 'daemon', file: 'daemon', entry: 'benchDaemon' },
+  { name: 'memory', file: 'memory', entry: 'benchMemory' },
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));
