@@ -23,7 +23,7 @@ export const SERVE_SETTINGS = {
   ledger: {
     flag: 'ledger',
     env: 'MUSIG2_LEDGER',
-    description: 'nonce ledger, sqlite:PATH (default under .local/data/)',
+    description: 'nonce ledger: sqlite:PATH (default under .local/data/) or postgres://URL',
     default: () => DEFAULT_LEDGER,
   },
   tlsCert: { flag: 'tls-cert', env: 'MUSIG2_TLS_CERT', description: 'server certificate, PEM' },

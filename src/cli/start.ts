@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initSoftHsmToken, Keystore } from '../keystore/index.js';
+import { describeLedger } from '../ledger/index.js';
 import { daemonLogger, nextSignal, startDaemon } from './serve.js';
 import { parseServeArgs, serveUsage } from './serve-config.js';
 import { wantsHelp } from './errors.js';
@@ -70,7 +71,7 @@ export async function runStart(argv: string[]): Promise<number> {
     [
       '',
       `musig2-signer is listening on ${daemon.address} with keys ${DEMO_KEYS.join(', ')}`,
-      `(token in ${rel(TOKEN_DIR)}, ledger ${config.ledger})`,
+      `(token in ${rel(TOKEN_DIR)}, ledger ${describeLedger(config.ledger)})`,
       '',
       'Sign a message with all three keys (the last one signs deterministically):',
       '',

@@ -44,3 +44,15 @@ export async function openLedger(url: string, opts: OpenLedgerOptions = {}): Pro
   }
   return SqliteLedger.open({ path, busyTimeoutMs, now: opts.now });
 }
+
+/** The ledger URL as it may be shown to a person or a log: a PostgreSQL password is masked. */
+export function describeLedger(url: string): string {
+  if (!/^postgres(ql)?:\/\//i.test(url)) return url;
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparseable URL)';
+  }
+}
