@@ -24,6 +24,9 @@ ENV npm_config_nodedir=/usr/local \
     npm_config_update_notifier=false \
     npm_config_fund=false \
     npm_config_audit=false
+# Behind a TLS-intercepting proxy the build passes its CA bundle (mounted for the RUN steps
+# only, see scripts/build-image.sh); a build ARG, so it never reaches the runtime stage.
+ARG NPM_CONFIG_CAFILE
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./

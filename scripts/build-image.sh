@@ -12,6 +12,9 @@
 #   MUSIG2_IMAGE_CACHE=.local/image   where the debootstrap rootfs is cached (reused when present)
 #   DEBIAN_MIRROR=http://deb.debian.org/debian
 #   REBUILD_BASE=1                    make the base image again even if it exists
+#   BUILD_CA_FILE=FILE                CA bundle for npm's TLS inside the build (behind an
+#                                     intercepting proxy); default: the host's npm cafile, if set.
+#                                     Bind-mounted for RUN steps only, never stored in a layer.
 #
 # Needs root, and installs buildah and debootstrap with apt-get when they are missing. Buildah's
 # storage is the default root one (/var/lib/containers/storage) with the vfs driver.
@@ -94,8 +97,15 @@ SRC
   fi
 fi
 
+ca_args=()
+ca=${BUILD_CA_FILE:-$(npm config get cafile 2>/dev/null || true)}
+if [ -n "$ca" ] && [ "$ca" != null ] && [ "$ca" != undefined ] && [ -f "$ca" ]; then
+  log "npm in the build trusts $ca (mounted at /run/build-ca.crt)"
+  ca_args=(--volume "$(readlink -f "$ca"):/run/build-ca.crt:ro" --build-arg NPM_CONFIG_CAFILE=/run/build-ca.crt)
+fi
+
 log "buildah bud -t $IMAGE (BASE_IMAGE=$BASE_IMAGE)"
 # --format docker: the OCI image format has no HEALTHCHECK field.
-bah bud --isolation chroot --format docker --layers \
+bah bud --isolation chroot --format docker --layers "${ca_args[@]}" \
   --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f Dockerfile .
 log "built $IMAGE in $(( $(date +%s) - start ))s"
