@@ -106,6 +106,6 @@ fi
 
 log "buildah bud -t $IMAGE (BASE_IMAGE=$BASE_IMAGE)"
 # --format docker: the OCI image format has no HEALTHCHECK field.
-bah bud --isolation chroot --format docker --layers "${ca_args[@]}" \
+bah bud --isolation chroot --format docker --layers --force-rm "${ca_args[@]}" \
   --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f Dockerfile .
 log "built $IMAGE in $(( $(date +%s) - start ))s"

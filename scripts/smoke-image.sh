@@ -29,14 +29,20 @@ addr=127.0.0.1:$PORT
 start=$(date +%s)
 logfile=$(mktemp /tmp/musig2-smoke.XXXXXX.log)
 ctr=""
-daemon=""
+daemon=""   # the `buildah run` process
+init=""     # tini inside the container (PID 1 under a Docker engine); SIGTERM goes here
+
+stop_daemon() {
+  # buildah run does not forward signals: signal tini, which forwards to the daemon.
+  if [ -n "$init" ] && kill -0 "$init" 2>/dev/null; then kill -TERM "$init" 2>/dev/null || true; fi
+  for _ in $(seq 1 75); do kill -0 "$daemon" 2>/dev/null || return 0; sleep 0.2; done
+  return 1
+}
 
 cleanup() {
   local rc=$?
   if [ -n "$daemon" ] && kill -0 "$daemon" 2>/dev/null; then
-    kill -TERM "$daemon" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$daemon" 2>/dev/null || true
+    stop_daemon || { [ -n "$init" ] && kill -KILL "$init" 2>/dev/null; kill -TERM "$daemon" 2>/dev/null; sleep 1; } || true
   fi
   [ -n "$ctr" ] && bah rm "$ctr" >/dev/null 2>&1 || true
   if [ $rc -ne 0 ]; then
@@ -56,9 +62,9 @@ user=$(bah inspect --type image --format '{{.Docker.Config.User}}' "$IMAGE")
 bah run --isolation chroot --network host --user "$user" "$ctr" -- sh -c 'test "$(id -u)" -ne 0' \
   || die "the container command runs as root"
 
-bah run --isolation chroot --network host --user "$user" \
+buildah --storage-driver vfs run --isolation chroot --network host --user "$user" \
   --env MUSIG2_DEMO_TOKEN=1 --env MUSIG2_DEMO_KEYS="k1 k2" --env MUSIG2_LISTEN="$addr" \
-  --env MUSIG2_WORKERS=1 --env MUSIG2_LOG_LEVEL=info \
+  --env MUSIG2_WORKERS=1 --env MUSIG2_LOG_LEVEL=info --env TINI_SUBREAPER=1 \
   "$ctr" -- /usr/bin/tini -- /usr/local/bin/musig2-entrypoint serve >"$logfile" 2>&1 &
 daemon=$!
 
@@ -73,11 +79,22 @@ done
 "${cli[@]}" health --address "$addr" >&2
 log "host health check: SERVING after $(( $(date +%s) - start ))s"
 
+# The process that listens must be the daemon, running as the image's non-root user.
+pid=$(ss -ltnpH "sport = :$PORT" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
+[ -n "$pid" ] || die "no process found listening on $addr"
+uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
+log "listener pid $pid: uid $uid, $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+[ "$uid" != 0 ] || die "the daemon runs as root"
+init=$(awk '/^PPid:/ {print $2}' "/proc/$pid/status")
+[ "$(cat "/proc/$init/comm" 2>/dev/null)" = tini ] || die "the daemon's parent $init is not tini"
+
 # The HEALTHCHECK command exactly as the image declares it, inside the container.
-hc=$(bah inspect --type image --format '{{json .Docker.Config.Healthcheck.Test}}' "$IMAGE")
+hc=$(bah inspect --type image "$IMAGE" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
+  const t=JSON.parse(s).Docker?.config?.Healthcheck?.Test ?? JSON.parse(s).Docker?.Config?.Healthcheck?.Test;
+  console.log(JSON.stringify(t ?? null))})')
 log "image HEALTHCHECK $hc"
-mapfile -t hc_args < <(node -e 'const t=JSON.parse(process.argv[1]); if(t[0]!=="CMD") process.exit(1); for (const a of t.slice(1)) console.log(a)' "$hc") \
-  || die "unexpected HEALTHCHECK $hc"
+mapfile -t hc_args < <(node -e 'const t=JSON.parse(process.argv[1]); if(!t || t[0]!=="CMD") process.exit(1); for (const a of t.slice(1)) console.log(a)' "$hc")
+[ ${#hc_args[@]} -gt 0 ] || die "unexpected HEALTHCHECK $hc"
 bah run --isolation chroot --network host --user "$user" --env MUSIG2_LISTEN="$addr" "$ctr" -- "${hc_args[@]}" >&2 \
   || die "the image's HEALTHCHECK failed"
 
@@ -87,11 +104,11 @@ out=$("${cli[@]}" sign --signer "$addr/k1" --signer "$addr/k2" --message "$messa
 printf '%s\n' "$out" | sed 's/^/  /' >&2
 printf '%s\n' "$out" | grep -Eq '^signature +[0-9a-f]{128}$' || die "no signature printed"
 
-# Graceful stop: SIGTERM to the run, tini forwards it, serve drains and exits.
-kill -TERM "$daemon"
-for _ in $(seq 1 75); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.2; done
-if kill -0 "$daemon" 2>/dev/null; then die "the daemon did not stop within 15s of SIGTERM"; fi
-wait "$daemon" || log "daemon exit status $?"
+# Graceful stop: SIGTERM to tini, which forwards it; serve drains and exits, then the run ends.
+stop_daemon || die "the daemon did not stop within 15s of SIGTERM"
+status=0; wait "$daemon" || status=$?
 daemon=""
+[ "$status" = 0 ] || die "the container exited with status $status after SIGTERM"
+grep -q 'shutting down\|drain\|stopped' "$logfile" && log "daemon drained and stopped"
 if "${cli[@]}" health --address "$addr" --timeout-ms 500 >/dev/null 2>&1; then die "something still serves on $addr"; fi
 log "PASS in $(( $(date +%s) - start ))s"
