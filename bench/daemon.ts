@@ -13,6 +13,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { SignerClient } from '../src/client/index.js';
 import * as musig2 from '../src/musig2/index.js';
+import { ComputePool } from '../src/signer/index.js';
 import { createKey, Daemon, importKey, makeToken, removeToken } from '../test/e2e/harness.js';
 import type { Token } from '../test/e2e/harness.js';
 import { benchTimeMs, environment, fmtOps, fmtRatio, markdownTable, median } from './harness.js';
@@ -117,6 +118,23 @@ function coreDeterministicSign(sk: Uint8Array, pubkeys: Uint8Array[], aggotherno
   return n / ((performance.now() - t0) / 1000);
 }
 
+/** The in-process compute pool's rate over about `ms` with 16 calls in flight: the arithmetic alone, no gRPC, ledger or token. */
+async function poolDeterministicSign(
+  pool: ComputePool, sk: Uint8Array, pubkeys: Uint8Array[], aggothernonce: Uint8Array, ms: number,
+): Promise<number> {
+  let n = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (performance.now() - t0 < ms) {
+        await pool.deterministicSign(sk, aggothernonce, pubkeys, [], randomBytes(32));
+        n++;
+      }
+    }),
+  );
+  return n / ((performance.now() - t0) / 1000);
+}
+
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : 'n/a');
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
 /** Median over rounds of a's rate divided by b's in the same round. */
@@ -155,6 +173,7 @@ export async function benchDaemon(): Promise<void> {
   const load0 = loadavg();
   let token: Token | undefined;
   const contenders: Contender[] = [];
+  const pools: ComputePool[] = [];
   try {
     token = await makeToken('musig2-bench-daemon-');
     // The deterministic signer's key is known here too, for the in-process comparison.
@@ -195,6 +214,13 @@ export async function benchDaemon(): Promise<void> {
       await drive(session(c.client), 8, Math.min(1000, sliceMs / 3), c.daemon.pid);
     }
     coreDeterministicSign(detSk, pubkeys, aggothernonce, Math.min(500, sliceMs / 6));
+    // The arithmetic alone in worker threads of this process, at 1 worker and at all cores:
+    // how far the machine itself lets it scale, apart from the daemon's I/O.
+    const pool1 = await ComputePool.start(1);
+    pools.push(pool1);
+    const poolAll = all > 1 ? await ComputePool.start(all) : undefined;
+    if (poolAll) pools.push(poolAll);
+    for (const p of pools) await poolDeterministicSign(p, detSk, pubkeys, aggothernonce, Math.min(500, sliceMs / 6));
 
     const widest = contenders[contenders.length - 1]!;
     const floor = summarise([await drive(() => widest.client.listKeys(), 32, sliceMs, widest.daemon.pid)]);
@@ -203,6 +229,8 @@ export async function benchDaemon(): Promise<void> {
     // slice; the in-process core gets a slice in every DeterministicSign-32 round.
     const slices = new Map<string, Slice[]>();
     const coreRounds: number[] = [];
+    const pool1Rounds: number[] = [];
+    const poolAllRounds: number[] = [];
     const key = (workers: number, shape: Shape) => `${workers}/${shape}`;
     for (const { shape, inFlight, session: isSession } of SHAPES) {
       for (let r = 0; r < rounds; r++) {
@@ -214,7 +242,11 @@ export async function benchDaemon(): Promise<void> {
           list.push(slice);
           slices.set(key(c.workers, shape), list);
         }
-        if (shape === 'det32') coreRounds.push(coreDeterministicSign(detSk, pubkeys, aggothernonce, sliceMs / rounds));
+        if (shape === 'det32') {
+          coreRounds.push(coreDeterministicSign(detSk, pubkeys, aggothernonce, sliceMs / rounds));
+          pool1Rounds.push(await poolDeterministicSign(pool1, detSk, pubkeys, aggothernonce, sliceMs / rounds));
+          if (poolAll) poolAllRounds.push(await poolDeterministicSign(poolAll, detSk, pubkeys, aggothernonce, sliceMs / rounds));
+        }
       }
     }
     const run = (workers: number, shape: Shape) => summarise(slices.get(key(workers, shape))!);
@@ -230,8 +262,14 @@ export async function benchDaemon(): Promise<void> {
       ms(r.clientCpuMs),
       fmtRatio(r.perSec / core),
     ];
+    const pool1Rate = median(pool1Rounds);
+    const poolAllRate = median(poolAllRounds);
     const rows: string[][] = [
       ['in-process core DeterministicSign, 1 thread', fmtOps(core), '', '', ms(1000 / core), '', '', '1.00x'],
+      ['in-process ComputePool DeterministicSign, 1 worker, 16 in flight', fmtOps(pool1Rate), '', '', '', '', '', fmtRatio(pool1Rate / core)],
+      ...(poolAll
+        ? [[`in-process ComputePool DeterministicSign, ${all} workers, 16 in flight`, fmtOps(poolAllRate), '', '', '', '', '', fmtRatio(poolAllRate / core)]]
+        : []),
       row(`ListKeys, 32 in flight (transport floor), ${widest.label}`, floor),
     ];
     for (const { shape, what } of SHAPES) for (const c of contenders) rows.push(row(`${what}, ${c.label}`, run(c.workers, shape)));
@@ -267,6 +305,13 @@ export async function benchDaemon(): Promise<void> {
           `NonceGen+Sign sessions at 32 in flight = ${fmtRatio(scaleSes)}`,
       );
     }
+    if (poolAll) {
+      const poolScale = roundRatio(poolAllRounds, pool1Rounds);
+      lines.push(
+        `- the arithmetic alone (in-process ComputePool, no gRPC/ledger/token), ${all} workers / 1 worker = ${fmtRatio(poolScale)} ` +
+          `(the same target, >= 1.6x): ${verdict(poolScale >= 1.6)}`,
+      );
+    }
     const inline = contenders.find((c) => c.workers === 0);
     if (inline) {
       const vsInline = roundRatio(det32.rounds, run(0, 'det32').rounds);
@@ -287,6 +332,7 @@ export async function benchDaemon(): Promise<void> {
         `At 32 in flight latency >= 32 / rate (Little's law): p99 < 50 ms needs well over 640 calls/s.\n`,
     );
   } finally {
+    await Promise.all(pools.map((p) => p.close()));
     for (const c of contenders) c.client.close();
     await Promise.all(contenders.map((c) => c.daemon.stop()));
     await removeToken(token);
