@@ -52,6 +52,8 @@ export interface ComputeTestHooks {
   sent?(op: ComputeOp, secret: ArrayBuffer, threadId: number): void;
   /** The worker's secret buffer for a request after its `finally` zeroed it, moved back here. */
   wiped?(op: ComputeOp, secret: Uint8Array): void;
+  /** Workers throw while starting. */
+  failStart?: boolean;
 }
 
 export interface ComputePoolOptions {
@@ -132,6 +134,9 @@ function workerEntry(): { entry: string | URL; eval: boolean; execArgv: string[]
   }
   return { entry: code, eval: true, execArgv };
 }
+
+/** new Worker() itself failed: there is no thread, and no 'exit' will follow. */
+class NoThreadError extends Error {}
 
 function shuttingDown(): SignerError {
   return new SignerError('UNAVAILABLE', 'the signer is shutting down');
@@ -449,9 +454,18 @@ export class ComputePool implements Compute {
 
   /** Starts one worker; resolves when it is ready, rejects if it dies first. */
   private spawn(): Promise<void> {
-    const { entry, eval: isEval, execArgv } = workerEntry();
-    const data: ComputeWorkerData = { test: this.hooks !== undefined };
-    const worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false });
+    let worker: Worker;
+    try {
+      const { entry, eval: isEval, execArgv } = workerEntry();
+      const data: ComputeWorkerData = { test: this.hooks !== undefined, failStart: this.hooks?.failStart === true };
+      worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false });
+    } catch (err) {
+      // No thread, so no 'exit' to trigger a replacement: the caller decides (start fails; a
+      // respawn tries again later).
+      const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      this.log?.error({ event: 'compute_worker_start_failed', error: why }, 'signing worker failed to start');
+      return Promise.reject(new NoThreadError(`a signing worker failed to start: ${why}`));
+    }
     const h: Handle = { worker, ready: false, pending: new Map(), exited: false };
     this.handles.push(h);
     return new Promise<void>((resolve, reject) => {
@@ -465,10 +479,18 @@ export class ComputePool implements Compute {
         }
         this.onMessage(h, msg);
       });
-      // An uncaught exception in the worker; 'exit' follows. Only the class is logged: a
-      // foreign message could quote a value.
+      // An uncaught exception in the worker; 'exit' follows. Once the worker has taken calls
+      // only the class is logged (a foreign message could quote a value); a failure to start
+      // (loading the module, building tables) has seen no secret and is logged in full.
+      let startError: string | undefined;
       worker.on('error', (err: unknown) => {
-        this.log?.error({ event: 'compute_worker_error', error: err instanceof Error ? err.name : typeof err }, 'signing worker failed');
+        const name = err instanceof Error ? err.name : typeof err;
+        if (!h.ready && h.pending.size === 0) {
+          startError = err instanceof Error ? `${err.name}: ${err.message}` : name;
+          this.log?.error({ event: 'compute_worker_start_failed', error: startError }, 'signing worker failed to start');
+        } else {
+          this.log?.error({ event: 'compute_worker_error', error: name }, 'signing worker failed');
+        }
       });
       worker.on('messageerror', () => {
         this.log?.error({ event: 'compute_worker_messageerror' }, 'a signing worker message could not be read');
@@ -480,7 +502,9 @@ export class ComputePool implements Compute {
         const err = this.closed ? shuttingDown() : workerDied(`exit code ${code}`);
         for (const p of h.pending.values()) p.reject(err);
         h.pending.clear();
-        if (!h.ready) reject(err);
+        if (!h.ready) {
+          reject(this.closed ? err : new Error(`a signing worker failed to start: ${startError ?? `exit code ${code}`}`));
+        }
         if (this.closed) return;
         this.log?.error({ event: 'compute_worker_exit', code, ready: h.ready }, 'signing worker stopped; starting another');
         this.replace(h.ready);
@@ -491,15 +515,23 @@ export class ComputePool implements Compute {
   /** A new worker for one that died: at once if it had been serving, else with a backoff. */
   private replace(hadStarted: boolean): void {
     if (hadStarted) {
-      this.spawn().catch(() => {});
+      this.respawn();
       return;
     }
     this.startFailures++;
     const delay = Math.min(100 * 2 ** Math.min(this.startFailures, 10), 30_000);
     const t = setTimeout(() => {
       this.respawnTimers.delete(t);
-      if (!this.closed) this.spawn().catch(() => {});
+      if (!this.closed) this.respawn();
     }, delay).unref();
     this.respawnTimers.add(t);
+  }
+
+  /** Spawns a replacement; one whose thread could not even be created is retried with the backoff. */
+  private respawn(): void {
+    this.spawn().catch((err: unknown) => {
+      // A thread that started and died is replaced from its 'exit' handler; this is the other case.
+      if (err instanceof NoThreadError && !this.closed) this.replace(false);
+    });
   }
 }

@@ -79,6 +79,8 @@ export interface SerializedError {
 export interface ComputeWorkerData {
   /** Accept test ops and send wiped secret buffers back. */
   test: boolean;
+  /** Tests only: throw while starting, before saying ready. */
+  failStart?: boolean;
 }
 
 /**

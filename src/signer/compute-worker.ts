@@ -16,7 +16,8 @@ const port = ((): MessagePort => {
   if (parentPort === null) throw new Error('compute-worker runs only as a worker thread');
   return parentPort;
 })();
-const test = (workerData as ComputeWorkerData | undefined)?.test === true;
+const data = workerData as ComputeWorkerData | undefined;
+const test = data?.test === true;
 
 /**
  * The ArrayBuffer to transfer for `out`: its own buffer when the view spans all of it, else a
@@ -103,6 +104,7 @@ function handle(msg: ComputeRequest): void {
   port.postMessage(res, transfer);
 }
 
+if (test && data?.failStart === true) throw new Error('test start failure');
 musig2.warmUp();
 port.on('message', handle);
 port.postMessage({ type: 'ready' } satisfies ComputeResponse);

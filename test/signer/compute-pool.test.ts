@@ -280,6 +280,13 @@ describe('a worker that dies', () => {
   });
 });
 
+describe('a worker that cannot start', () => {
+  it('start() rejects with the reason the worker gave (its start-up has seen no secret)', async () => {
+    const err = await rejection(ComputePool.start(2, { testHooks: { failStart: true } }));
+    expect((err as Error).message).toMatch(/a signing worker failed to start: Error: test start failure/);
+  });
+});
+
 describe('concurrency', () => {
   it('64 concurrent calls spread over both workers, at most depth (2) in flight per worker, and all verify', async () => {
     const f = fixture();
