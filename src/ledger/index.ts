@@ -1,9 +1,10 @@
 // The nonce ledger: one interface (types.ts), an embedded SQLite implementation, and
 // openLedger() choosing by URL: SQLite embedded, or PostgreSQL shared by several replicas.
 
-import { LedgerError } from './errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LedgerError, LedgerUnavailableError } from './errors.js';
 import { PostgresLedger } from './postgres.js';
-import { SqliteLedger } from './sqlite.js';
+import { DEFAULT_BUSY_TIMEOUT_MS, SqliteLedger } from './sqlite.js';
 import type { NonceLedger } from './types.js';
 
 export * from './errors.js';
@@ -42,7 +43,7 @@ export async function openLedger(url: string, opts: OpenLedgerOptions = {}): Pro
     if (!/^\d{1,9}$/.test(value)) throw new LedgerError('busy_timeout_ms must be a whole number of milliseconds');
     busyTimeoutMs = Number(value);
   }
-  return SqliteLedger.open({ path, busyTimeoutMs, now: opts.now });
+  return openSqliteRetryingBusy({ path, busyTimeoutMs, now: opts.now });
 }
 
 /** The ledger URL as it may be shown to a person or a log: a PostgreSQL password is masked. */
@@ -54,5 +55,23 @@ export function describeLedger(url: string): string {
     return u.toString();
   } catch {
     return 'postgres://(unparseable URL)';
+  }
+}
+
+/**
+ * Another process may hold the database lock while it opens or migrates the same file (replicas
+ * or test workers starting together). Opening is synchronous and must not spin on this thread,
+ * so a busy open is retried with async sleeps until the busy timeout.
+ */
+async function openSqliteRetryingBusy(opts: { path: string; busyTimeoutMs?: number; now?: () => number }): Promise<SqliteLedger> {
+  const deadline = Date.now() + (opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
+  for (let delayMs = 5; ; delayMs = Math.min(delayMs * 2, 100)) {
+    try {
+      return SqliteLedger.open(opts);
+    } catch (err) {
+      const busy = err instanceof LedgerUnavailableError && /^SQLITE_(BUSY|LOCKED)/.test(err.dbCode ?? '');
+      if (!busy || Date.now() >= deadline) throw err;
+      await sleep(delayMs);
+    }
   }
 }
