@@ -33,11 +33,10 @@ import {
   LedgerError,
   LedgerUnavailableError,
   NonceCollisionError,
-  NonceNotRecordedError,
-  NonceReuseError,
 } from './errors.js';
 import { migrate } from './postgres-schema.js';
 import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
+import { checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
 
 export interface PostgresLedgerOptions {
   /** postgres:// or postgresql:// connection URL (libpq style; may carry sslmode etc.). */
@@ -61,16 +60,6 @@ export const PG_DEFAULTS = {
   healthTimeoutMs: 1000,
 } as const;
 
-interface Row {
-  key_id: string;
-  pubnonce: Buffer;
-  session_id: Buffer | null;
-  path: 'random' | 'deterministic';
-  created_at: string; // BIGINT arrives as a string
-  used_at: string | null;
-  digest: Buffer | null;
-  psig: Buffer | null;
-}
 
 const SQL = {
   insertRandom: `INSERT INTO nonces (key_id, pubnonce, session_id, path, created_at)
@@ -153,12 +142,7 @@ export class PostgresLedger implements NonceLedger {
     if (marked.rowCount === 1) return { outcome: 'marked' };
     // Not marked: the row is missing or already used. A used row never reverts and its
     // digest never changes, so this read after the failed update is race-free.
-    const row = await this.row('markUsed', SQL.byPubnonce, p);
-    if (!row) throw new NonceNotRecordedError(pubnonce);
-    if (row.digest && row.digest.equals(d)) {
-      return { outcome: 'replay', psig: row.psig ? new Uint8Array(row.psig) : null };
-    }
-    throw new NonceReuseError(pubnonce);
+    return markUsedOutcome(await this.row('markUsed', SQL.byPubnonce, p), pubnonce, d);
   }
 
   async storePsig(pubnonce: Uint8Array, digest: Uint8Array, psig: Uint8Array): Promise<void> {
@@ -170,13 +154,7 @@ export class PostgresLedger implements NonceLedger {
     const s = toBuffer(psig);
     const stored = await this.query('storePsig', SQL.storePsig, [p, d, s]);
     if (stored.rowCount === 1) return;
-    const row = await this.row('storePsig', SQL.byPubnonce, p);
-    if (!row) throw new NonceNotRecordedError(pubnonce);
-    if (!row.digest || !row.digest.equals(d)) {
-      throw new LedgerError('cannot store a psig: the nonce is not used with this signing context');
-    }
-    if (row.psig && row.psig.equals(s)) return; // idempotent retry
-    throw new LedgerError('cannot store a psig: the nonce already holds a different psig');
+    storePsigOutcome(await this.row('storePsig', SQL.byPubnonce, p), pubnonce, d, s);
   }
 
   async recordDeterministic(entry: {
@@ -198,11 +176,7 @@ export class PostgresLedger implements NonceLedger {
       toBuffer(entry.psig),
     ]);
     if (inserted.rowCount === 1) return { outcome: 'recorded' };
-    const row = await this.row('recordDeterministic', SQL.byPubnonce, p);
-    if (row && row.path === 'deterministic' && row.digest?.equals(d) && row.psig) {
-      return { outcome: 'replay', psig: new Uint8Array(row.psig) };
-    }
-    throw new NonceReuseError(entry.pubnonce);
+    return deterministicOutcome(await this.row('recordDeterministic', SQL.byPubnonce, p), entry.pubnonce, d);
   }
 
   async findByPubnonce(pubnonce: Uint8Array): Promise<NonceRecord | null> {
@@ -247,8 +221,8 @@ export class PostgresLedger implements NonceLedger {
     }
   }
 
-  private async row(op: string, text: string, key: Buffer): Promise<Row | undefined> {
-    const r = await this.query<Row>(op, text, [key]);
+  private async row(op: string, text: string, key: Buffer): Promise<LedgerRow | undefined> {
+    const r = await this.query<LedgerRow>(op, text, [key]);
     return r.rows[0];
   }
 }
@@ -289,28 +263,5 @@ function toLedgerError(op: string, err: unknown): LedgerError {
   return new LedgerUnavailableError(`ledger ${op} failed${code ? ` (${code})` : ''}`, code, { cause: err });
 }
 
-function checkLength(name: string, value: Uint8Array, len: number): void {
-  if (!(value instanceof Uint8Array) || value.length !== len) {
-    throw new LedgerError(`${name} must be ${len} bytes`);
-  }
-}
 
-/** pg sends Buffers as bytea; a plain Uint8Array would be sent as text. */
-function toBuffer(u8: Uint8Array): Buffer {
-  return Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-}
 
-function toRecord(row: Row | undefined): NonceRecord | null {
-  if (!row) return null;
-  const copy = (b: Buffer | null) => (b ? new Uint8Array(b) : null);
-  return {
-    keyId: row.key_id,
-    pubnonce: new Uint8Array(row.pubnonce),
-    sessionId: copy(row.session_id),
-    path: row.path,
-    createdAtMs: Number(row.created_at),
-    usedAtMs: row.used_at === null ? null : Number(row.used_at),
-    digest: copy(row.digest),
-    psig: copy(row.psig),
-  };
-}

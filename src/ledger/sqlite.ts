@@ -54,11 +54,10 @@ import {
   LedgerError,
   LedgerUnavailableError,
   NonceCollisionError,
-  NonceNotRecordedError,
-  NonceReuseError,
 } from './errors.js';
 import { migrate } from './sqlite-schema.js';
 import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
+import { checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
 
 export interface SqliteLedgerOptions {
   /** Database file path; parent directories are created. `:memory:` for a throwaway ledger. */
@@ -91,16 +90,6 @@ interface PendingWrite {
 /** A request's own outcome inside a batch that committed. */
 type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: LedgerError };
 
-interface Row {
-  key_id: string;
-  pubnonce: Buffer;
-  session_id: Buffer | null;
-  path: 'random' | 'deterministic';
-  created_at: number;
-  used_at: number | null;
-  digest: Buffer | null;
-  psig: Buffer | null;
-}
 
 export class SqliteLedger implements NonceLedger {
   private readonly db: Database.Database;
@@ -219,12 +208,7 @@ export class SqliteLedger implements NonceLedger {
       if (this.stmts.markUsed.run(at, d, p).changes === 1) return { outcome: 'marked' };
       // Nothing changed: the row is missing or already used. We hold the write lock, and a
       // used row never reverts, so reading it back after the failed update is race-free.
-      const row = this.stmts.byPubnonce.get(p) as Row | undefined;
-      if (!row) throw new NonceNotRecordedError(pubnonce);
-      if (row.digest && row.digest.equals(d)) {
-        return { outcome: 'replay', psig: row.psig ? new Uint8Array(row.psig) : null };
-      }
-      throw new NonceReuseError(pubnonce);
+      return markUsedOutcome(this.stmts.byPubnonce.get(p) as LedgerRow | undefined, pubnonce, d);
     });
   }
 
@@ -237,13 +221,7 @@ export class SqliteLedger implements NonceLedger {
     const s = toBuffer(psig);
     return this.enqueue('storePsig', (): void => {
       if (this.stmts.storePsig.run(s, p, d).changes === 1) return;
-      const row = this.stmts.byPubnonce.get(p) as Row | undefined;
-      if (!row) throw new NonceNotRecordedError(pubnonce);
-      if (!row.digest || !row.digest.equals(d)) {
-        throw new LedgerError('cannot store a psig: the nonce is not used with this signing context');
-      }
-      if (row.psig && row.psig.equals(s)) return; // idempotent retry
-      throw new LedgerError('cannot store a psig: the nonce already holds a different psig');
+      storePsigOutcome(this.stmts.byPubnonce.get(p) as LedgerRow | undefined, pubnonce, d, s);
     });
   }
 
@@ -261,22 +239,18 @@ export class SqliteLedger implements NonceLedger {
     const s = toBuffer(entry.psig);
     return this.enqueue('recordDeterministic', (at): RecordDeterministicResult => {
       if (this.stmts.insertDeterministic.run(entry.keyId, p, at, at, d, s).changes === 1) return { outcome: 'recorded' };
-      const row = this.stmts.byPubnonce.get(p) as Row | undefined;
-      if (row && row.path === 'deterministic' && row.digest?.equals(d) && row.psig) {
-        return { outcome: 'replay', psig: new Uint8Array(row.psig) };
-      }
-      throw new NonceReuseError(entry.pubnonce);
+      return deterministicOutcome(this.stmts.byPubnonce.get(p) as LedgerRow | undefined, entry.pubnonce, d);
     });
   }
 
   async findByPubnonce(pubnonce: Uint8Array): Promise<NonceRecord | null> {
     const p = toBuffer(pubnonce);
-    return this.retrying('findByPubnonce', () => toRecord(this.stmts.byPubnonce.get(p) as Row | undefined));
+    return this.retrying('findByPubnonce', () => toRecord(this.stmts.byPubnonce.get(p) as LedgerRow | undefined));
   }
 
   async findBySession(sessionId: Uint8Array): Promise<NonceRecord | null> {
     const s = toBuffer(sessionId);
-    return this.retrying('findBySession', () => toRecord(this.stmts.bySession.get(s) as Row | undefined));
+    return this.retrying('findBySession', () => toRecord(this.stmts.bySession.get(s) as LedgerRow | undefined));
   }
 
   /**
@@ -461,28 +435,5 @@ function toLedgerError(op: string, err: unknown): LedgerError {
   return new LedgerUnavailableError(`ledger ${op} failed`, undefined, { cause: err });
 }
 
-function checkLength(name: string, value: Uint8Array, len: number): void {
-  if (!(value instanceof Uint8Array) || value.length !== len) {
-    throw new LedgerError(`${name} must be ${len} bytes`);
-  }
-}
 
-/** better-sqlite3 binds Buffers, not plain Uint8Arrays; this views the same memory. */
-function toBuffer(u8: Uint8Array): Buffer {
-  return Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-}
 
-function toRecord(row: Row | undefined): NonceRecord | null {
-  if (!row) return null;
-  const copy = (b: Buffer | null) => (b ? new Uint8Array(b) : null);
-  return {
-    keyId: row.key_id,
-    pubnonce: new Uint8Array(row.pubnonce),
-    sessionId: copy(row.session_id),
-    path: row.path,
-    createdAtMs: row.created_at,
-    usedAtMs: row.used_at,
-    digest: copy(row.digest),
-    psig: copy(row.psig),
-  };
-}

@@ -1,0 +1,74 @@
+// What both ledger back ends decide the same way: after a conditional write changed nothing,
+// the row read back tells a replay (same context) from a reuse attempt (another context).
+// One copy of these rules, so SQLite and PostgreSQL cannot drift apart on them.
+
+import { LedgerError, NonceNotRecordedError, NonceReuseError } from './errors.js';
+import type { MarkUsedResult, NonceRecord, RecordDeterministicResult } from './types.js';
+
+/** A ledger row as both drivers return it; times may arrive as numbers or (pg BIGINT) strings. */
+export interface LedgerRow {
+  key_id: string;
+  pubnonce: Buffer;
+  session_id: Buffer | null;
+  path: 'random' | 'deterministic';
+  created_at: number | string;
+  used_at: number | string | null;
+  digest: Buffer | null;
+  psig: Buffer | null;
+}
+
+export function checkLength(name: string, value: Uint8Array, len: number): void {
+  if (!(value instanceof Uint8Array) || value.length !== len) {
+    throw new LedgerError(`${name} must be ${len} bytes`);
+  }
+}
+
+/** Both drivers bind Buffers (pg would send a plain Uint8Array as text); a view, not a copy. */
+export function toBuffer(u8: Uint8Array): Buffer {
+  return Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+export function toRecord(row: LedgerRow | undefined): NonceRecord | null {
+  if (!row) return null;
+  const copy = (b: Buffer | null) => (b ? new Uint8Array(b) : null);
+  return {
+    keyId: row.key_id,
+    pubnonce: new Uint8Array(row.pubnonce),
+    sessionId: copy(row.session_id),
+    path: row.path,
+    createdAtMs: Number(row.created_at),
+    usedAtMs: row.used_at === null ? null : Number(row.used_at),
+    digest: copy(row.digest),
+    psig: copy(row.psig),
+  };
+}
+
+/**
+ * markUsed found no unused row. A used row never reverts and its digest never changes, so this
+ * read after the failed update is race-free: same digest is a replay, any other a reuse.
+ */
+export function markUsedOutcome(row: LedgerRow | undefined, pubnonce: Uint8Array, digest: Buffer): MarkUsedResult {
+  if (!row) throw new NonceNotRecordedError(pubnonce);
+  if (row.digest && row.digest.equals(digest)) {
+    return { outcome: 'replay', psig: row.psig ? new Uint8Array(row.psig) : null };
+  }
+  throw new NonceReuseError(pubnonce);
+}
+
+/** storePsig changed nothing: an identical retry is fine; anything else is refused. */
+export function storePsigOutcome(row: LedgerRow | undefined, pubnonce: Uint8Array, digest: Buffer, psig: Buffer): void {
+  if (!row) throw new NonceNotRecordedError(pubnonce);
+  if (!row.digest || !row.digest.equals(digest)) {
+    throw new LedgerError('cannot store a psig: the nonce is not used with this signing context');
+  }
+  if (row.psig && row.psig.equals(psig)) return; // idempotent retry
+  throw new LedgerError('cannot store a psig: the nonce already holds a different psig');
+}
+
+/** recordDeterministic hit an existing pubnonce: the same context replays, any other is a reuse. */
+export function deterministicOutcome(row: LedgerRow | undefined, pubnonce: Uint8Array, digest: Buffer): RecordDeterministicResult {
+  if (row && row.path === 'deterministic' && row.digest?.equals(digest) && row.psig) {
+    return { outcome: 'replay', psig: new Uint8Array(row.psig) };
+  }
+  throw new NonceReuseError(pubnonce);
+}
