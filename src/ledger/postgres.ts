@@ -77,6 +77,8 @@ const SQL = {
 
 export class PostgresLedger implements NonceLedger {
   private closed = false;
+  /** Calls accepted before close(); close() lets them finish before it ends the pool. */
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   private constructor(
     private readonly pool: PgPool,
@@ -120,17 +122,19 @@ export class PostgresLedger implements NonceLedger {
   async recordNonce(entry: { keyId: string; pubnonce: Uint8Array; sessionId: Uint8Array }): Promise<void> {
     checkLength('pubnonce', entry.pubnonce, 66);
     checkLength('sessionId', entry.sessionId, 32);
-    try {
-      await this.query('recordNonce', SQL.insertRandom, [
-        entry.keyId,
-        toBuffer(entry.pubnonce),
-        toBuffer(entry.sessionId),
-        this.now(),
-      ]);
-    } catch (err) {
-      if (err instanceof LedgerError && errCode(err.cause) === '23505') throw new NonceCollisionError(entry.pubnonce);
-      throw err;
-    }
+    return this.call(async () => {
+      try {
+        await this.query('recordNonce', SQL.insertRandom, [
+          entry.keyId,
+          toBuffer(entry.pubnonce),
+          toBuffer(entry.sessionId),
+          this.now(),
+        ]);
+      } catch (err) {
+        if (err instanceof LedgerError && errCode(err.cause) === '23505') throw new NonceCollisionError(entry.pubnonce);
+        throw err;
+      }
+    });
   }
 
   async markUsed(pubnonce: Uint8Array, digest: Uint8Array): Promise<MarkUsedResult> {
@@ -138,11 +142,13 @@ export class PostgresLedger implements NonceLedger {
     checkLength('digest', digest, 32);
     const p = toBuffer(pubnonce);
     const d = toBuffer(digest);
-    const marked = await this.query('markUsed', SQL.markUsed, [p, d, this.now()]);
-    if (marked.rowCount === 1) return { outcome: 'marked' };
-    // Not marked: the row is missing or already used. A used row never reverts and its
-    // digest never changes, so this read after the failed update is race-free.
-    return markUsedOutcome(await this.row('markUsed', SQL.byPubnonce, p), pubnonce, d);
+    return this.call(async (): Promise<MarkUsedResult> => {
+      const marked = await this.query('markUsed', SQL.markUsed, [p, d, this.now()]);
+      if (marked.rowCount === 1) return { outcome: 'marked' };
+      // Not marked: the row is missing or already used. A used row never reverts and its
+      // digest never changes, so this read after the failed update is race-free.
+      return markUsedOutcome(await this.row('markUsed', SQL.byPubnonce, p), pubnonce, d);
+    });
   }
 
   async storePsig(pubnonce: Uint8Array, digest: Uint8Array, psig: Uint8Array): Promise<void> {
@@ -152,9 +158,11 @@ export class PostgresLedger implements NonceLedger {
     const p = toBuffer(pubnonce);
     const d = toBuffer(digest);
     const s = toBuffer(psig);
-    const stored = await this.query('storePsig', SQL.storePsig, [p, d, s]);
-    if (stored.rowCount === 1) return;
-    storePsigOutcome(await this.row('storePsig', SQL.byPubnonce, p), pubnonce, d, s);
+    return this.call(async () => {
+      const stored = await this.query('storePsig', SQL.storePsig, [p, d, s]);
+      if (stored.rowCount === 1) return;
+      storePsigOutcome(await this.row('storePsig', SQL.byPubnonce, p), pubnonce, d, s);
+    });
   }
 
   async recordDeterministic(entry: {
@@ -168,23 +176,25 @@ export class PostgresLedger implements NonceLedger {
     checkLength('psig', entry.psig, 32);
     const p = toBuffer(entry.pubnonce);
     const d = toBuffer(entry.digest);
-    const inserted = await this.query('recordDeterministic', SQL.insertDeterministic, [
-      entry.keyId,
-      p,
-      this.now(),
-      d,
-      toBuffer(entry.psig),
-    ]);
-    if (inserted.rowCount === 1) return { outcome: 'recorded' };
-    return deterministicOutcome(await this.row('recordDeterministic', SQL.byPubnonce, p), entry.pubnonce, d);
+    return this.call(async (): Promise<RecordDeterministicResult> => {
+      const inserted = await this.query('recordDeterministic', SQL.insertDeterministic, [
+        entry.keyId,
+        p,
+        this.now(),
+        d,
+        toBuffer(entry.psig),
+      ]);
+      if (inserted.rowCount === 1) return { outcome: 'recorded' };
+      return deterministicOutcome(await this.row('recordDeterministic', SQL.byPubnonce, p), entry.pubnonce, d);
+    });
   }
 
   async findByPubnonce(pubnonce: Uint8Array): Promise<NonceRecord | null> {
-    return toRecord(await this.row('findByPubnonce', SQL.byPubnonce, toBuffer(pubnonce)));
+    return this.call(async () => toRecord(await this.row('findByPubnonce', SQL.byPubnonce, toBuffer(pubnonce))));
   }
 
   async findBySession(sessionId: Uint8Array): Promise<NonceRecord | null> {
-    return toRecord(await this.row('findBySession', SQL.bySession, toBuffer(sessionId)));
+    return this.call(async () => toRecord(await this.row('findBySession', SQL.bySession, toBuffer(sessionId))));
   }
 
   /** A `SELECT 1` answered within healthTimeoutMs. Never throws. */
@@ -205,15 +215,29 @@ export class PostgresLedger implements NonceLedger {
     }
   }
 
-  /** Waits for calls in flight, then closes every connection. */
+  /**
+   * Waits for calls in flight, then closes every connection. (pool.end() alone would strand
+   * calls still queued for a connection until the connect timeout failed them.)
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.allSettled(this.inFlight);
     await this.pool.end().catch(() => undefined);
   }
 
+  /** One ledger call: refused once close() has begun, otherwise allowed to finish by close(). */
+  private call<T>(run: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(closedError());
+    const p = run();
+    this.inFlight.add(p);
+    const done = () => this.inFlight.delete(p);
+    void p.then(done, done);
+    return p;
+  }
+
+  /** Only inside call(), so a call accepted before close() may run all its statements. */
   private async query<R extends QueryResultRow>(op: string, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
-    if (this.closed) throw closedError();
     try {
       return await this.pool.query<R>(text, values);
     } catch (err) {
