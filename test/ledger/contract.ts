@@ -1,0 +1,318 @@
+// The behaviour every NonceLedger back end must have, written once. Each back end's test file
+// runs ledgerContract() on its own stores, so SQLite and PostgreSQL are held to the same
+// outcomes; only what a back end does differently (files, locks, servers) stays in its file.
+import { randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  LedgerError,
+  LedgerUnavailableError,
+  NonceCollisionError,
+  NonceNotRecordedError,
+  NonceReuseError,
+  type NonceLedger,
+} from '../../src/ledger/index.js';
+
+export const rand = (n: number) => new Uint8Array(randomBytes(n));
+export const freshNonce = () => ({ keyId: 'alice', pubnonce: rand(66), sessionId: rand(32) });
+
+/** One empty ledger store (a file, a database) for one test. */
+export interface LedgerStore {
+  /** A new handle on this store; a second handle stands for another process or replica. */
+  open(): Promise<NonceLedger>;
+  /** Runs one SQL statement on the store directly, bypassing the ledger; returns its rows. */
+  query(text: string): Promise<unknown[]>;
+  /** Removes the store; every handle is closed by then. */
+  destroy(): Promise<void>;
+}
+
+export interface LedgerFixture<S extends LedgerStore> {
+  /** This test's store. */
+  readonly store: S;
+  /** This test's ledger, the first handle on the store. A test may replace it (to reopen). */
+  ledger: NonceLedger;
+  /** Another handle on the same store, closed after the test. */
+  another(): Promise<NonceLedger>;
+}
+
+/** A fresh store and ledger for every test in the calling describe block, all closed after. */
+export function useLedger<S extends LedgerStore>(newStore: () => Promise<S>): LedgerFixture<S> {
+  let store: S | undefined;
+  let ledger: NonceLedger | undefined;
+  const handles: NonceLedger[] = [];
+  beforeEach(async () => {
+    store = await newStore();
+    ledger = await store.open();
+  });
+  afterEach(async () => {
+    // close() is idempotent, so handles a test closed itself are harmless here.
+    await Promise.all([ledger, ...handles.splice(0)].map((l) => l?.close()));
+    ledger = undefined;
+    await store?.destroy();
+    store = undefined;
+  });
+  const current = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error('the ledger fixture is only set inside a test');
+    return v;
+  };
+  return {
+    get store() {
+      return current(store);
+    },
+    get ledger() {
+      return current(ledger);
+    },
+    set ledger(next: NonceLedger) {
+      if (ledger) handles.push(ledger); // a replaced handle is still closed after the test
+      ledger = next;
+    },
+    async another() {
+      const l = await current(store).open();
+      handles.push(l);
+      return l;
+    },
+  };
+}
+
+export interface ContractOptions {
+  /** How many inserts the bulk test has in flight at once. Default 1000. */
+  readonly concurrentInserts?: number;
+}
+
+/** Races are run both on one handle and spread over two (two processes or replicas). */
+const SPREADS = [
+  ['on one handle', 1],
+  ['across two handles', 2],
+] as const;
+
+export function ledgerContract(backend: string, newStore: () => Promise<LedgerStore>, opts: ContractOptions = {}): void {
+  describe(`${backend} ledger contract`, () => {
+    const t = useLedger(newStore);
+
+    /** n handles on the test's store; racing calls take them in turn. */
+    const handles = async (n: number): Promise<NonceLedger[]> => (n === 1 ? [t.ledger] : [t.ledger, await t.another()]);
+
+    const rowCount = async (): Promise<number> => {
+      const [row] = (await t.store.query('SELECT count(*) AS c FROM nonces')) as { c: number | string }[];
+      return Number(row?.c);
+    };
+    const schemaVersions = (store: LedgerStore) => store.query('SELECT version FROM schema_migrations');
+
+    describe('opening', () => {
+      it('records schema version 1 in a new store', async () => {
+        expect(await schemaVersions(t.store)).toEqual([{ version: 1 }]);
+      });
+
+      it('reopens an existing ledger without re-running migrations, keeping its rows', async () => {
+        const e = freshNonce();
+        await t.ledger.recordNonce(e);
+        await t.ledger.close();
+        t.ledger = await t.store.open();
+        expect((await t.ledger.findByPubnonce(e.pubnonce))?.keyId).toBe('alice');
+        expect(await schemaVersions(t.store)).toEqual([{ version: 1 }]);
+      });
+
+      it('refuses a ledger written by a newer schema', async () => {
+        await t.store.query('INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)');
+        await expect(t.store.open()).rejects.toThrow(/newer than this daemon/);
+      });
+
+      it('several handles opening a new store at once migrate it exactly once', async () => {
+        const other = await newStore();
+        try {
+          const ledgers = await Promise.all(Array.from({ length: 6 }, () => other.open()));
+          await Promise.all(ledgers.map((l) => l.close()));
+          expect(await schemaVersions(other)).toEqual([{ version: 1 }]);
+        } finally {
+          await other.destroy();
+        }
+      });
+    });
+
+    describe('NonceGen rows', () => {
+      it('records an unused random-path row', async () => {
+        const e = freshNonce();
+        await t.ledger.recordNonce(e);
+        const row = await t.ledger.findByPubnonce(e.pubnonce);
+        expect(row).toMatchObject({ keyId: 'alice', path: 'random', usedAtMs: null, digest: null, psig: null });
+        expect(row?.sessionId).toEqual(e.sessionId);
+        expect(row?.createdAtMs).toBeTypeOf('number');
+        expect((await t.ledger.findBySession(e.sessionId))?.pubnonce).toEqual(e.pubnonce);
+        expect(await t.ledger.findBySession(rand(32))).toBeNull();
+      });
+
+      it('refuses a repeated pubnonce or session id as a collision', async () => {
+        const e = freshNonce();
+        await t.ledger.recordNonce(e);
+        await expect(t.ledger.recordNonce({ ...e, sessionId: rand(32) })).rejects.toBeInstanceOf(NonceCollisionError);
+        await expect(t.ledger.recordNonce({ ...e, pubnonce: rand(66) })).rejects.toBeInstanceOf(NonceCollisionError);
+      });
+
+      for (const [where, n] of SPREADS) {
+        it(`records a pubnonce submitted many times at once exactly once, the rest collide, ${where}`, async () => {
+          const ls = await handles(n);
+          const p = rand(66);
+          const results = await Promise.allSettled(
+            Array.from({ length: 10 }, (_, i) => ls[i % n]!.recordNonce({ keyId: 'a', pubnonce: p, sessionId: rand(32) })),
+          );
+          expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+          for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(NonceCollisionError);
+          expect(await rowCount()).toBe(1);
+        });
+      }
+
+      it('commits many concurrent inserts, each settled after its commit', async () => {
+        const n = opts.concurrentInserts ?? 1000;
+        const entries = Array.from({ length: n }, freshNonce);
+        await Promise.all(entries.map((e) => t.ledger.recordNonce(e)));
+        expect(await rowCount()).toBe(n);
+      });
+
+      it('rejects malformed rows rather than storing them', async () => {
+        await expect(t.ledger.recordNonce({ keyId: 'a', pubnonce: rand(65), sessionId: rand(32) })).rejects.toThrow(
+          /pubnonce must be 66 bytes/,
+        );
+        const bad = await t.ledger.recordNonce({ keyId: '', pubnonce: rand(66), sessionId: rand(32) }).catch((e: unknown) => e);
+        // A refused row, not an outage: the database is fine.
+        expect(bad).toBeInstanceOf(LedgerError);
+        expect(bad).not.toBeInstanceOf(LedgerUnavailableError);
+        expect(String(bad)).toMatch(/constraint/);
+        expect(await rowCount()).toBe(0);
+      });
+    });
+
+    describe('Sign: used-marking', () => {
+      it('marks once, replays the same digest, refuses another digest', async () => {
+        const e = freshNonce();
+        const d1 = rand(32);
+        const psig = rand(32);
+        await t.ledger.recordNonce(e);
+        expect(await t.ledger.markUsed(e.pubnonce, d1)).toEqual({ outcome: 'marked' });
+        // A retry before the psig is stored: replay, but with nothing to return yet.
+        expect(await t.ledger.markUsed(e.pubnonce, d1)).toEqual({ outcome: 'replay', psig: null });
+        await t.ledger.storePsig(e.pubnonce, d1, psig);
+        expect(await t.ledger.markUsed(e.pubnonce, d1)).toEqual({ outcome: 'replay', psig });
+        await expect(t.ledger.markUsed(e.pubnonce, rand(32))).rejects.toBeInstanceOf(NonceReuseError);
+
+        const row = await t.ledger.findByPubnonce(e.pubnonce);
+        expect(row?.digest).toEqual(d1);
+        expect(row?.psig).toEqual(psig);
+        expect(row?.usedAtMs).toBeTypeOf('number');
+      });
+
+      it('a nonce marked through one handle replays its psig, or is refused, through another', async () => {
+        const b = await t.another();
+        const e = freshNonce();
+        const d = rand(32);
+        const psig = rand(32);
+        await t.ledger.recordNonce(e);
+        expect(await t.ledger.markUsed(e.pubnonce, d)).toEqual({ outcome: 'marked' });
+        await t.ledger.storePsig(e.pubnonce, d, psig);
+        expect(await b.markUsed(e.pubnonce, d)).toEqual({ outcome: 'replay', psig });
+        await expect(b.markUsed(e.pubnonce, rand(32))).rejects.toBeInstanceOf(NonceReuseError);
+      });
+
+      for (const [where, n] of SPREADS) {
+        it(`lets exactly one of many concurrent markUsed calls with different digests win, ${where}`, async () => {
+          const ls = await handles(n);
+          const e = freshNonce();
+          await t.ledger.recordNonce(e);
+          const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => ls[i % n]!.markUsed(e.pubnonce, rand(32))));
+          expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+          for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(NonceReuseError);
+        });
+
+        it(`the same digest twice at once: one marks, the other replays, ${where}`, async () => {
+          const ls = await handles(n);
+          const e = freshNonce();
+          const d = rand(32);
+          await t.ledger.recordNonce(e);
+          const results = await Promise.all([ls[0]!.markUsed(e.pubnonce, d), ls[1 % n]!.markUsed(e.pubnonce, d)]);
+          expect(results.map((r) => r.outcome).sort()).toEqual(['marked', 'replay']);
+        });
+      }
+
+      it('refuses to mark or store for an unknown nonce', async () => {
+        await expect(t.ledger.markUsed(rand(66), rand(32))).rejects.toBeInstanceOf(NonceNotRecordedError);
+        await expect(t.ledger.storePsig(rand(66), rand(32), rand(32))).rejects.toBeInstanceOf(NonceNotRecordedError);
+      });
+
+      it('stores a psig idempotently and only under the used digest', async () => {
+        const e = freshNonce();
+        const d = rand(32);
+        const psig = rand(32);
+        await t.ledger.recordNonce(e);
+        await expect(t.ledger.storePsig(e.pubnonce, d, psig)).rejects.toThrow(/not used with this signing context/);
+        await t.ledger.markUsed(e.pubnonce, d);
+        await expect(t.ledger.storePsig(e.pubnonce, rand(32), psig)).rejects.toThrow(/not used with this signing context/);
+        await t.ledger.storePsig(e.pubnonce, d, psig);
+        await t.ledger.storePsig(e.pubnonce, d, psig);
+        await expect(t.ledger.storePsig(e.pubnonce, d, rand(32))).rejects.toThrow(/different psig/);
+        expect((await t.ledger.findByPubnonce(e.pubnonce))?.psig).toEqual(psig);
+      });
+    });
+
+    describe('DeterministicSign rows', () => {
+      it('records, replays the same digest, refuses another digest', async () => {
+        const pubnonce = rand(66);
+        const digest = rand(32);
+        const psig = rand(32);
+        const entry = { keyId: 'bob', pubnonce, digest, psig };
+        expect(await t.ledger.recordDeterministic(entry)).toEqual({ outcome: 'recorded' });
+        expect(await t.ledger.recordDeterministic(entry)).toEqual({ outcome: 'replay', psig });
+        await expect(t.ledger.recordDeterministic({ ...entry, digest: rand(32), psig: rand(32) })).rejects.toBeInstanceOf(
+          NonceReuseError,
+        );
+        const row = await t.ledger.findByPubnonce(pubnonce);
+        expect(row).toMatchObject({ path: 'deterministic', sessionId: null, keyId: 'bob' });
+        expect(row?.digest).toEqual(digest);
+        expect(row?.usedAtMs).toBe(row?.createdAtMs);
+      });
+
+      for (const [where, n] of SPREADS) {
+        it(`identical records at once: one row, one recorded, the rest replay, ${where}`, async () => {
+          const ls = await handles(n);
+          const entry = { keyId: 'bob', pubnonce: rand(66), digest: rand(32), psig: rand(32) };
+          const results = await Promise.all(Array.from({ length: 10 }, (_, i) => ls[i % n]!.recordDeterministic(entry)));
+          expect(results.filter((r) => r.outcome === 'recorded')).toHaveLength(1);
+          for (const r of results) if (r.outcome === 'replay') expect(r.psig).toEqual(entry.psig);
+          expect(await rowCount()).toBe(1);
+        });
+      }
+
+      it('refuses a deterministic record on a random-path pubnonce', async () => {
+        const e = freshNonce();
+        await t.ledger.recordNonce(e);
+        await expect(
+          t.ledger.recordDeterministic({ keyId: 'alice', pubnonce: e.pubnonce, digest: rand(32), psig: rand(32) }),
+        ).rejects.toBeInstanceOf(NonceReuseError);
+      });
+
+      it('refuses markUsed on a deterministic pubnonce with another digest', async () => {
+        const pubnonce = rand(66);
+        await t.ledger.recordDeterministic({ keyId: 'bob', pubnonce, digest: rand(32), psig: rand(32) });
+        await expect(t.ledger.markUsed(pubnonce, rand(32))).rejects.toBeInstanceOf(NonceReuseError);
+      });
+    });
+
+    describe('closing', () => {
+      it('answers unavailable after close, and reports unhealthy', async () => {
+        const e = freshNonce();
+        await t.ledger.recordNonce(e);
+        expect(await t.ledger.healthy()).toBe(true);
+        await t.ledger.close();
+        expect(await t.ledger.healthy()).toBe(false);
+        await expect(t.ledger.markUsed(e.pubnonce, rand(32))).rejects.toBeInstanceOf(LedgerUnavailableError);
+        await expect(t.ledger.recordNonce(freshNonce())).rejects.toBeInstanceOf(LedgerUnavailableError);
+      });
+
+      it('settles inserts accepted before close', async () => {
+        const entries = Array.from({ length: 10 }, freshNonce);
+        const pending = entries.map((e) => t.ledger.recordNonce(e));
+        await t.ledger.close();
+        await expect(Promise.all(pending)).resolves.toHaveLength(10);
+        t.ledger = await t.store.open();
+        for (const e of entries) expect(await t.ledger.findByPubnonce(e.pubnonce)).not.toBeNull();
+      });
+    });
+  });
+}
