@@ -2,6 +2,7 @@
 // audit log, a client for the load and one for probes, and the run that takes a dependency
 // away under load and then checks the ledger and the audit log.
 import { randomBytes } from '@noble/hashes/utils.js';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { SignerClient } from '../../src/client/index.js';
@@ -83,4 +84,49 @@ export async function runOutageScenario(
     `${name}: ${load.sessionsStarted} sessions, ${load.sessionsCompleted} signed, codes ${JSON.stringify([...load.codes])}, ledger rows ${report.rows}, audit records ${report.auditRecords}`,
   );
   return load;
+}
+
+/**
+ * Mounts made by one test file (needs root, as CI has). A mount that is not permitted throws
+ * with mount's own reason, so the test fails loudly instead of passing without its fault.
+ * unmountAll() undoes them, lazily when still busy, so a failed test leaves nothing mounted.
+ */
+export class Mounts {
+  private readonly points: string[] = [];
+
+  /** A tmpfs of `bytes` on `dir` (an existing folder). */
+  tmpfs(dir: string, bytes: number): void {
+    mountCmd(['-t', 'tmpfs', '-o', `size=${bytes},mode=0700`, 'tmpfs', dir]);
+    this.points.push(dir);
+  }
+
+  /** `source` bind-mounted on `dir`, writable until remount(dir, 'ro'). */
+  bind(source: string, dir: string): void {
+    mountCmd(['--bind', source, dir]);
+    this.points.push(dir);
+  }
+
+  /** Makes a bind mount read-only or writable again; throws (e.g. EBUSY) when the kernel refuses. */
+  remount(dir: string, mode: 'ro' | 'rw'): void {
+    mountCmd(['-o', `remount,bind,${mode}`, dir]);
+  }
+
+  unmountAll(): void {
+    for (const dir of this.points.splice(0).reverse()) {
+      try {
+        mountCmd([dir], 'umount');
+      } catch {
+        mountCmd(['-l', dir], 'umount');
+      }
+    }
+  }
+}
+
+function mountCmd(args: string[], cmd = 'mount'): void {
+  try {
+    execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const stderr = String((err as { stderr?: Buffer }).stderr ?? '').trim();
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${stderr || (err as Error).message}`);
+  }
 }
