@@ -47,7 +47,7 @@
 // write failed for another reason (I/O error, disk full) it instead commits a real write
 // (the database header's user_version, rewritten with its own value) until one succeeds.
 
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -157,10 +157,7 @@ export class SqliteLedger implements NonceLedger {
         }
       }),
     );
-    this.probeWrite = db.transaction(() => {
-      const v = db.pragma('user_version', { simple: true }) as number;
-      db.pragma(`user_version = ${Number(v)}`);
-    });
+    this.probeWrite = db.transaction(() => rewriteUserVersion(db));
   }
 
   /** Open (creating if needed) a ledger file: WAL, synchronous=FULL, schema migrated. */
@@ -181,11 +178,18 @@ export class SqliteLedger implements NonceLedger {
         throw new LedgerError(`ledger could not enter WAL mode (got ${mode})`);
       }
       db.pragma('synchronous = FULL');
-      migrate(db, (opts.now ?? Date.now)());
+      // The migration and a real write, committed together. A file it cannot write SQLite
+      // opens read-only without a word, and in WAL mode even BEGIN IMMEDIATE then succeeds:
+      // only a write shows it. Refuse now rather than serve and fail every write.
+      const conn = db;
+      conn.transaction(() => {
+        migrate(conn, (opts.now ?? Date.now)());
+        rewriteUserVersion(conn);
+      }).immediate();
       return new SqliteLedger(db, opts);
     } catch (err) {
       db?.close();
-      throw toLedgerError('open', err);
+      throw memory ? toLedgerError('open', err) : openError(opts.path, err);
     }
   }
 
@@ -255,9 +259,10 @@ export class SqliteLedger implements NonceLedger {
 
   /**
    * Never blocks and never throws. Takes and releases the write lock (answered at once, as
-   * busy_timeout is 0), so a lock held elsewhere or a read-only file shows. After a write
-   * failed for another reason (I/O error, disk full), which taking the lock cannot see, it
-   * commits a real one-page write instead, until one succeeds.
+   * busy_timeout is 0), so a lock held elsewhere shows. (A read-only file would give the lock
+   * in WAL mode; it is refused at open.) After a write failed for another reason (I/O error,
+   * disk full), which taking the lock cannot see, it commits a real one-page write instead,
+   * until one succeeds.
    */
   async healthy(): Promise<boolean> {
     if (this.closing || this.closed) return false;
@@ -380,6 +385,42 @@ export class SqliteLedger implements NonceLedger {
         throw toLedgerError(op, err);
       }
     }
+  }
+}
+
+/** Commits nothing new: rewrites the header's user_version with its own value (one page). */
+function rewriteUserVersion(db: Database.Database): void {
+  const v = db.pragma('user_version', { simple: true }) as number;
+  db.pragma(`user_version = ${Number(v)}`);
+}
+
+/** An open that failed; when the file system will not let the ledger be written, says so and where. */
+function openError(path: string, err: unknown): LedgerError {
+  const e = toLedgerError('open', err);
+  if (!(e instanceof LedgerUnavailableError) || isBusy(err)) return e;
+  const why = notWritable(path) ?? (e.dbCode?.startsWith('SQLITE_READONLY') ? e.dbCode : undefined);
+  if (why === undefined) return e;
+  return new LedgerUnavailableError(
+    `ledger file ${path} is not writable (${why}): the nonce ledger must be writable; nothing can be signed`,
+    e.dbCode,
+    { cause: err },
+  );
+}
+
+/**
+ * Why the file, or the folder it is (or would be) created in, cannot be written: EROFS,
+ * EACCES…; undefined when both can. Asked after a failure, to explain it (root too gets EROFS).
+ */
+function notWritable(path: string): string | undefined {
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      accessSync(p, constants.W_OK);
+      if (p !== path) return undefined; // the nearest existing folder (-wal and -shm go there)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') return code ?? 'EACCES';
+    }
+    if (dirname(p) === p) return undefined;
   }
 }
 
