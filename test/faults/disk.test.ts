@@ -17,7 +17,7 @@ afterAll(async () => {
   await rig?.close();
 });
 
-describe('the disk under the ledger full', () => {
+describe('a full disk for the whole daemon process (the ledger and the audit log alike)', () => {
   it('UNAVAILABLE and NOT_SERVING while no file can grow, no signature, recovers when space returns', async () => {
     const pid = String(rig.daemon.pid);
     const [soft, hard] = execFileSync('prlimit', ['--pid', pid, '--fsize', '--raw', '--noheadings', '--output=SOFT,HARD'])
