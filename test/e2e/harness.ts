@@ -95,6 +95,10 @@ export interface DaemonOptions {
   listen?: string;
   metrics?: boolean;
   args?: string[];
+  /** Options for node itself, before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
+  /** Pin the daemon (every thread) to these CPUs, a taskset list such as "0" or "0,1". */
+  cpus?: string;
 }
 
 /** One `musig2-signer serve` process. */
@@ -114,6 +118,7 @@ export class Daemon {
 
   static async start(token: Token, opts: DaemonOptions = {}): Promise<Daemon> {
     const args = [
+      ...(opts.nodeArgs ?? []),
       BIN,
       'serve',
       '--listen',
@@ -123,7 +128,8 @@ export class Daemon {
       ...(opts.metrics ? ['--metrics-listen', '127.0.0.1:0'] : []),
       ...(opts.args ?? []),
     ];
-    const child = spawn(process.execPath, args, { env: token.env, cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    const [cmd, argv] = opts.cpus === undefined ? [process.execPath, args] : ['taskset', ['-c', opts.cpus, process.execPath, ...args]];
+    const child = spawn(cmd, argv, { env: token.env, cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     const lines: string[] = [];
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       child.on('exit', (code, signal) => resolve({ code, signal })),
