@@ -1,23 +1,35 @@
-// The embedded nonce ledger: better-sqlite3 in WAL mode with synchronous=FULL.
+// The embedded nonce ledger: better-sqlite3 in WAL mode, every commit flushed to disk
+// before its caller learns the outcome.
 //
-// Why FULL: in WAL mode, NORMAL skips the fsync at commit, so a power cut can roll back
-// the last commits. A "used" mark rolled back after its signature left the daemon would
-// defeat the ledger, so every commit reaches the disk before the caller may sign.
+// Why flush every commit: a "used" mark rolled back by a power cut after its signature left
+// the daemon would defeat the ledger, so a commit must reach the disk before anyone signs on
+// it. SQLite's synchronous=FULL does that with an fsync inside COMMIT, on the daemon's only
+// JavaScript thread: every signature then waited for the disk with the event loop frozen.
+// So the ledger runs synchronous=NORMAL (SQLite still syncs the WAL before a checkpoint and
+// the database after it, and the WAL header when it is reused) and adds the per-commit flush
+// itself: after each COMMIT it fsyncs the -wal file on the libuv thread pool, and only then
+// settles the callers. The commit's frames are in that file, so once the fsync returns the
+// commit survives a power cut, as with FULL. In between, other readers may already see the
+// rows; that only makes them refuse or replay sooner, never sign.
+//
+// A failed fsync is not retried: after one, the kernel may have dropped the unwritten pages
+// and a second fsync would report success for data that is not on disk (as PostgreSQL
+// concluded, it must not carry on). The batch is refused and the ledger stays unavailable
+// (health NOT_SERVING) until the daemon is restarted on a healthy disk.
 //
 // better-sqlite3 is synchronous. Lock waits must not freeze the event loop, so SQLite's own
 // busy handler is off (busy_timeout = 0: a held lock answers SQLITE_BUSY at once) and a busy
 // database is retried here with short async sleeps until each request's deadline, after
 // which that caller gets LedgerUnavailableError.
 //
-// Group commit. A commit costs an fsync, and the fsync blocks the daemon's only JavaScript
-// thread. So every write (recordNonce, markUsed, storePsig, recordDeterministic) goes into
-// one FIFO queue, and the writes that arrive within one event-loop turn (drained from a
-// setImmediate) are applied in ONE transaction: one fsync for all of them. Why that is as
-// safe as one transaction per call:
+// Group commit. A commit costs an fsync. So every write (recordNonce, markUsed, storePsig,
+// recordDeterministic) goes into one FIFO queue, and the writes that arrive within one
+// event-loop turn, or while the previous batch's fsync runs, are applied in ONE transaction:
+// one fsync for all of them. Why that is as safe as one transaction per call:
 //
 // - Durable before anyone acts. Each request's outcome is computed inside the transaction
-//   but handed to its caller only after COMMIT has returned, i.e. after the fsync. A caller
-//   never learns "marked" (and so never signs) before the mark is on disk.
+//   but handed to its caller only after COMMIT and the fsync after it have returned. A
+//   caller never learns "marked" (and so never signs) before the mark is on disk.
 // - Same outcomes as sequential calls. Requests are applied one after another, in
 //   submission order, inside the transaction, and each sees the effects of the ones before
 //   it (a transaction reads its own writes). Two markUsed for one pubnonce in one batch:
@@ -36,10 +48,10 @@
 //   whole, its outcomes recomputed from scratch. (So a reuse attempt caught in a failed
 //   batch reaches its caller as "unavailable", not NonceReuseError: refused either way,
 //   only that attempt's reuse alarm is lost.)
-// - If a failed COMMIT nevertheless reached the disk (an fsync error after the WAL frames
-//   were written), the nonces are marked used although every caller was told "unavailable"
-//   and signed nothing. That direction is safe: a used nonce is never signed with again,
-//   and a deterministic retry with the same inputs replays.
+// - If a batch failed after its WAL frames were written (a failed COMMIT or fsync), the
+//   nonces may be marked used although every caller was told "unavailable" and signed
+//   nothing. That direction is safe: a used nonce is never signed with again, and a
+//   deterministic retry with the same inputs replays.
 // - created_at / used_at are read from the clock once per batch: the batch's time.
 //
 // healthy() is non-blocking: it tries to take the write lock (BEGIN IMMEDIATE, answered at
@@ -47,7 +59,7 @@
 // write failed for another reason (I/O error, disk full) it instead commits a real write
 // (the database header's user_version, rewritten with its own value) until one succeeds.
 
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, close as closeFd, closeSync, constants, fsync, fsyncSync, mkdirSync, open as openFd, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -66,6 +78,12 @@ export interface SqliteLedgerOptions {
   readonly busyTimeoutMs?: number;
   /** Clock for created_at / used_at (unix ms). Default Date.now. */
   readonly now?: () => number;
+  /**
+   * Flushes the file at this path to disk, off the event loop (default: open, fsync, close on
+   * the libuv thread pool). Called with the -wal file after every committed batch; its
+   * callers settle only when it resolves. Tests replace it to hold or fail the flush.
+   */
+  readonly flush?: (path: string) => Promise<void>;
 }
 
 export const DEFAULT_BUSY_TIMEOUT_MS = 2000;
@@ -105,6 +123,11 @@ export class SqliteLedger implements NonceLedger {
   private drained: Promise<void> = Promise.resolve();
   /** The last batch failed for a reason other than a busy lock, and no write has succeeded since. */
   private writeFailed = false;
+  /** The -wal file, flushed after every commit; undefined for an in-memory ledger. */
+  private readonly walPath: string | undefined;
+  private readonly flush: (path: string) => Promise<void>;
+  /** A flush failed: nothing is known to be on disk any more; refuse everything until a restart. */
+  private flushFailed: LedgerUnavailableError | undefined;
 
   private readonly stmts: {
     insertRandom: Database.Statement;
@@ -125,6 +148,8 @@ export class SqliteLedger implements NonceLedger {
     this.db = db;
     this.busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     this.now = opts.now ?? Date.now;
+    this.walPath = opts.path === ':memory:' ? undefined : `${opts.path}-wal`;
+    this.flush = opts.flush ?? fsyncFile;
     // DO NOTHING without a target covers every uniqueness constraint (pubnonce and
     // session_id); CHECK failures still throw, so a malformed row is never silently dropped.
     this.stmts = {
@@ -160,7 +185,7 @@ export class SqliteLedger implements NonceLedger {
     this.probeWrite = db.transaction(() => rewriteUserVersion(db));
   }
 
-  /** Open (creating if needed) a ledger file: WAL, synchronous=FULL, schema migrated. */
+  /** Open (creating if needed) a ledger file: WAL, schema migrated, flushed to disk. */
   static open(opts: SqliteLedgerOptions): SqliteLedger {
     const busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
@@ -177,7 +202,8 @@ export class SqliteLedger implements NonceLedger {
       if (!memory && mode.toLowerCase() !== 'wal') {
         throw new LedgerError(`ledger could not enter WAL mode (got ${mode})`);
       }
-      db.pragma('synchronous = FULL');
+      // The per-commit sync is done off the event loop by drain(); see the top of the file.
+      db.pragma('synchronous = NORMAL');
       // The migration and a real write, committed together. A file it cannot write SQLite
       // opens read-only without a word, and in WAL mode even BEGIN IMMEDIATE then succeeds:
       // only a write shows it. Refuse now rather than serve and fail every write.
@@ -186,6 +212,8 @@ export class SqliteLedger implements NonceLedger {
         migrate(conn, (opts.now ?? Date.now)());
         rewriteUserVersion(conn);
       }).immediate();
+      // Make the files and their directory entries durable before the first signature.
+      if (!memory) for (const p of [opts.path, `${opts.path}-wal`, dirname(opts.path)]) fsyncPathSync(p);
       return new SqliteLedger(db, opts);
     } catch (err) {
       db?.close();
@@ -265,7 +293,7 @@ export class SqliteLedger implements NonceLedger {
    * until one succeeds.
    */
   async healthy(): Promise<boolean> {
-    if (this.closing || this.closed) return false;
+    if (this.closing || this.closed || this.flushFailed) return false;
     try {
       if (this.writeFailed) {
         this.probeWrite.immediate();
@@ -293,6 +321,7 @@ export class SqliteLedger implements NonceLedger {
   /** Queue a write for the next group commit; settles after that commit, with its own outcome. */
   private enqueue<T>(op: string, apply: (at: number) => T): Promise<T> {
     if (this.closing || this.closed) return Promise.reject(closedError());
+    if (this.flushFailed) return Promise.reject(this.flushFailed);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({
         op,
@@ -342,7 +371,18 @@ export class SqliteLedger implements NonceLedger {
           if (this.queue.length > 0) await nextTurn();
           continue;
         }
-        // Committed, so durable: now, and only now, every caller learns its own outcome.
+        // Committed; flushed to disk before anyone learns an outcome (see the top of the file).
+        if (this.walPath !== undefined) {
+          try {
+            await this.flush(this.walPath);
+          } catch (err) {
+            this.flushFailed = flushError(err);
+            // This batch and everything queued behind it: refused, and so is all that follows.
+            for (const w of this.queue.splice(0)) w.reject(this.flushFailed);
+            continue;
+          }
+        }
+        // Durable: now, and only now, every caller learns its own outcome.
         this.queue.splice(0, batch.length);
         this.writeFailed = false;
         batch.forEach((w, i) => {
@@ -374,6 +414,7 @@ export class SqliteLedger implements NonceLedger {
     let delayMs = 1;
     for (;;) {
       if (this.closed) throw closedError();
+      if (this.flushFailed) throw this.flushFailed;
       try {
         return step();
       } catch (err) {
@@ -422,6 +463,36 @@ function notWritable(path: string): string | undefined {
     }
     if (dirname(p) === p) return undefined;
   }
+}
+
+/** The default flush: open, fsync and close `path` on the libuv thread pool. */
+function fsyncFile(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    openFd(path, 'r', (openErr, fd) => {
+      if (openErr) return reject(openErr);
+      fsync(fd, (syncErr) => closeFd(fd, (closeErr) => ((syncErr ?? closeErr) ? reject(syncErr ?? closeErr) : resolve())));
+    });
+  });
+}
+
+/** fsync a file or directory now (at open, before the ledger serves). */
+function fsyncPathSync(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function flushError(err: unknown): LedgerUnavailableError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? 'unknown error';
+  return new LedgerUnavailableError(
+    `ledger file could not be flushed to disk (fsync: ${code}); what it holds is no longer known to be durable, ` +
+      'so nothing is signed until the daemon is restarted on a healthy disk',
+    undefined,
+    { cause: err },
+  );
 }
 
 function nextTurn(): Promise<void> {
