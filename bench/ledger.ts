@@ -1,7 +1,7 @@
 // The nonce ledger on its own, SQLite against PostgreSQL: the writes the signer makes per call,
 // at 1 and 32 callers in flight.
 //
-// - SQLite: a real file (WAL, synchronous=FULL, group commit) in the OS temp dir.
+// - SQLite: a real file (WAL, group commit, each batch fsynced before it settles) in the OS temp dir.
 // - PostgreSQL: a fresh throwaway cluster (scripts/postgres.sh, via test/ledger/pg-harness.ts)
 //   in the same temp dir, on 127.0.0.1, with the ledger's default pool. If it cannot be
 //   installed or started, its columns are skipped with the reason; SQLite still runs.
@@ -13,8 +13,8 @@
 // neighbour slows both alike; ops/s is the median over rounds and the ratio the median of
 // per-round ratios. Wall clock: PostgreSQL's work happens in another process, which CPU time
 // of this one would leave out. Besides latency percentiles it prints the main thread's busy
-// time per op (event-loop utilisation): better-sqlite3 commits synchronously, so a commit's
-// fsync is time the daemon's only JavaScript thread spends on nothing else.
+// time per op (event-loop utilisation): better-sqlite3 runs its statements on this thread,
+// while the SQLite ledger's fsync runs on the libuv pool.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -245,7 +245,7 @@ export async function benchLedger(): Promise<void> {
 
   console.log('## ledger (SQLite vs PostgreSQL)\n');
   console.log(
-    `${await environment()}; SQLite file (WAL, synchronous=FULL, group commit) and ` +
+    `${await environment()}; SQLite file (WAL, group commit, each batch fsynced before it settles) and ` +
       `${withPg ? `a local ${pgNote} cluster on 127.0.0.1 (fsync on, pool of 16)` : 'no PostgreSQL'}, both in ${tmpdir()}; ` +
       `wall clock, ${timeMs} ms per row and backend in ${rounds} interleaved rounds after a warm-up; ` +
       'latency is per call (markUsed + storePsig together); busy = main-thread event-loop time per op\n',

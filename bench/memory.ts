@@ -69,7 +69,7 @@ function poolSize(): number {
 
 /**
  * Where the token and the ledger file go: BENCH_MEMORY_DIR, else /dev/shm when there is one.
- * The ledger fsyncs every record (synchronous=FULL); on a disk that bounds the run at a few
+ * The ledger fsyncs every committed batch; on a disk that bounds the run at a few
  * hundred sessions a second, and durability is not what this section measures.
  */
 function workDir(): string {
