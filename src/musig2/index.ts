@@ -8,7 +8,7 @@ export {
   individualPubkey, keySort, keyAgg, applyTweak, keyAggAndTweak, getXonlyPk, getPlainPk,
 } from './keyagg.js';
 export type { Tweak, KeyAggContext } from './keyagg.js';
-export { nonceGen, nonceAgg } from './nonce.js';
+export { nonceGen, nonceAgg, isValidAggnonce } from './nonce.js';
 export type { NonceGenInput, NonceGenOutput } from './nonce.js';
 export { sign, deterministicSign, partialSigVerify, partialSigAgg } from './sign.js';
 export type { SessionContext } from './sign.js';

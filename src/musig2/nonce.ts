@@ -3,7 +3,7 @@
  */
 import { randomBytes } from '@noble/hashes/utils.js';
 import {
-  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, cpoint, normalizePoints, toHex, toInt, uintBytes,
+  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, cpoint, cpointExt, normalizePoints, toHex, toInt, uintBytes,
 } from './encoding.js';
 import { hashAux, hashNonce } from './hash.js';
 import { mulBaseSecret } from './curve.js';
@@ -144,6 +144,14 @@ export function aggregateNoncePoints(points: readonly (readonly [Point, Point])[
 }
 
 /** NonceAgg(pubnonce_1..u): the 66-byte aggregate nonce. */
+/**
+ * Whether `aggnonce` is 66 bytes whose halves both decode by cpoint_ext, as Sign will require:
+ * lets a caller refuse a bad aggnonce before it spends a secret nonce on it.
+ */
+export function isValidAggnonce(aggnonce: Uint8Array): boolean {
+  return aggnonce.length === 66 && cpointExt(aggnonce.subarray(0, 33)) !== null && cpointExt(aggnonce.subarray(33, 66)) !== null;
+}
+
 export function nonceAgg(pubnonces: readonly Uint8Array[]): Uint8Array {
   checkByteList(pubnonces, 'pubnonces', 66, 1);
   const points = decodePubnonces(pubnonces, (i) => new InvalidContributionError(i, 'pubnonce', 'not a valid pair of compressed points'));

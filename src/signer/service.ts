@@ -17,7 +17,6 @@
 import { pino, type Logger } from 'pino';
 import * as musig2 from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
-import { cpointExt } from '../musig2/encoding.js';
 import type { Keystore } from '../keystore/index.js';
 import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } from '../ledger/index.js';
 import { ComputePool } from './compute-pool.js';
@@ -589,7 +588,7 @@ function assertOwnKey(publicKey: Uint8Array, pubkeys: readonly Uint8Array[]): vo
 
 /** Decode both halves of aggnonce before the nonce is consumed, so a bad one costs nothing. */
 function checkAggnonce(aggnonce: Uint8Array): void {
-  if (cpointExt(aggnonce.subarray(0, 33)) === null || cpointExt(aggnonce.subarray(33, 66)) === null) {
+  if (!musig2.isValidAggnonce(aggnonce)) {
     throw toSignerError(new musig2.InvalidContributionError(null, 'aggnonce', 'not a valid pair of points'));
   }
 }

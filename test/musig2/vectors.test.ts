@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import {
   InvalidContributionError, InvalidInputError, deterministicSign, getXonlyPk, keyAgg, keyAggAndTweak,
-  keySort, nonceAgg, nonceGen, partialSigAgg, partialSigVerify, sign,
+  isValidAggnonce, keySort, nonceAgg, nonceGen, partialSigAgg, partialSigVerify, sign,
 } from '../../src/musig2/index.js';
 import type { Tweak } from '../../src/musig2/index.js';
 import { hex, loadVectors, toHexUpper } from './helpers.js';
@@ -140,6 +140,17 @@ describe('sign_verify_vectors', () => {
       };
       expectVectorError(() => sign(hex(v.secnonces[c.secnonce_index] as string), sk, ctx), c.error);
     });
+  });
+  it('isValidAggnonce accepts exactly the aggnonces Sign accepts', () => {
+    const bad = new Set(
+      v.sign_error_test_cases
+        .filter((c) => c.error.type === 'invalid_contribution' && c.error.contrib === 'aggnonce')
+        .map((c) => c.aggnonce_index),
+    );
+    expect(bad.size).toBe(3);
+    v.aggnonces.forEach((a, i) => expect(isValidAggnonce(hex(a)), `aggnonce ${i}`).toBe(!bad.has(i)));
+    expect(isValidAggnonce(new Uint8Array(66))).toBe(true); // both halves at infinity, as cpoint_ext allows
+    expect(isValidAggnonce(new Uint8Array(65))).toBe(false);
   });
   v.verify_fail_test_cases.forEach((c) => {
     it(`verify fail: ${c.comment}`, () => {
