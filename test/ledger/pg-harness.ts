@@ -43,9 +43,16 @@ export class PgCluster {
   /** initdb (once) and start a cluster in a new temporary folder. */
   static async start(): Promise<PgCluster> {
     const dir = await mkdtemp(join(tmpdir(), 'musig2-pg-'));
-    const port = await freePort();
-    await script(['start', dir, String(port)]);
-    return new PgCluster(dir, port);
+    try {
+      const port = await freePort();
+      await script(['start', dir, String(port)]);
+      return new PgCluster(dir, port);
+    } catch (err) {
+      // A cluster that never started: stop whatever half-started, and leave no folder behind.
+      await script(['stop', dir]).catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   /** URL of database `db`; `password` is sent but ignored (trust auth), for leak tests. */
