@@ -59,7 +59,7 @@
 // write failed for another reason (I/O error, disk full) it instead commits a real write
 // (the database header's user_version, rewritten with its own value) until one succeeds.
 
-import { accessSync, close as closeFd, closeSync, constants, fsync, fsyncSync, mkdirSync, open as openFd, openSync } from 'node:fs';
+import { accessSync, closeSync, constants, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -79,9 +79,10 @@ export interface SqliteLedgerOptions {
   /** Clock for created_at / used_at (unix ms). Default Date.now. */
   readonly now?: () => number;
   /**
-   * Flushes the file at this path to disk, off the event loop (default: open, fsync, close on
-   * the libuv thread pool). Called with the -wal file after every committed batch; its
-   * callers settle only when it resolves. Tests replace it to hold or fail the flush.
+   * Flushes the -wal file to disk, off the event loop; called after every committed batch, whose
+   * callers settle only when it resolves. Default: fsync on the libuv pool of a descriptor held
+   * from open to close, so every writeback error since open is reported to it. Tests replace it
+   * to hold or fail the flush.
    */
   readonly flush?: (path: string) => Promise<void>;
 }
@@ -126,6 +127,8 @@ export class SqliteLedger implements NonceLedger {
   /** The -wal file, flushed after every commit; undefined for an in-memory ledger. */
   private readonly walPath: string | undefined;
   private readonly flush: (path: string) => Promise<void>;
+  /** The default flush's descriptor of the -wal file. */
+  private readonly walFd: number | undefined;
   /** A flush failed: nothing is known to be on disk any more; refuse everything until a restart. */
   private flushFailed: LedgerUnavailableError | undefined;
 
@@ -149,7 +152,13 @@ export class SqliteLedger implements NonceLedger {
     this.busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     this.now = opts.now ?? Date.now;
     this.walPath = opts.path === ':memory:' ? undefined : `${opts.path}-wal`;
-    this.flush = opts.flush ?? fsyncFile;
+    if (opts.flush !== undefined || this.walPath === undefined) {
+      this.flush = opts.flush ?? (async () => {});
+    } else {
+      const fd = openSync(this.walPath, 'r');
+      this.walFd = fd;
+      this.flush = () => fsyncFd(fd);
+    }
     // DO NOTHING without a target covers every uniqueness constraint (pubnonce and
     // session_id); CHECK failures still throw, so a malformed row is never silently dropped.
     this.stmts = {
@@ -316,6 +325,7 @@ export class SqliteLedger implements NonceLedger {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
+    if (this.walFd !== undefined) closeSync(this.walFd);
   }
 
   /** Queue a write for the next group commit; settles after that commit, with its own outcome. */
@@ -465,14 +475,9 @@ function notWritable(path: string): string | undefined {
   }
 }
 
-/** The default flush: open, fsync and close `path` on the libuv thread pool. */
-function fsyncFile(path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    openFd(path, 'r', (openErr, fd) => {
-      if (openErr) return reject(openErr);
-      fsync(fd, (syncErr) => closeFd(fd, (closeErr) => ((syncErr ?? closeErr) ? reject(syncErr ?? closeErr) : resolve())));
-    });
-  });
+/** fsync on the libuv thread pool. */
+function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 /** fsync a file or directory now (at open, before the ledger serves). */
