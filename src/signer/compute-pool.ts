@@ -1,5 +1,6 @@
 // A pool of worker threads for the curve arithmetic of the secret-bearing operations (BIP327
-// NonceGen, Sign, DeterministicSign), so one daemon uses every core and the event loop stays
+// NonceGen, Sign, DeterministicSign) and of the Aggregator's public ones (KeyAgg, NonceAgg,
+// PartialSigVerify, PartialSigAgg), so one daemon uses every core and the event loop stays
 // free for I/O. Size 0 runs the same operations inline on the calling thread.
 //
 // Secrets cross threads only inside a fresh ArrayBuffer that is moved through the transfer
@@ -11,7 +12,9 @@
 //
 // Dispatch: `lease` waits in one FIFO queue for a permit (at most `depth` calls per worker
 // outstanding), and each call goes to the least busy worker. Open the key inside the lease, so
-// at most size x depth plaintext keys wait for a worker at any time.
+// at most size x depth plaintext keys wait for a worker at any time. The public operations
+// queue for the same permits in the same FIFO: fair, so a flood of PartialSigVerify delays
+// signing calls behind it by its own share but can never starve them (nor they it).
 //
 // A worker that dies fails its in-flight calls with a SignerError (INTERNAL: a bug or a
 // resource failure, never "retry") and is replaced. Musig2 errors come back as the same
@@ -25,11 +28,18 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import * as musig2 from '../musig2/index.js';
 import type { NonceGenInput, NonceGenOutput, SessionContext, Tweak } from '../musig2/index.js';
-import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, rebuildError } from './compute-protocol.js';
-import type { ComputeOp, ComputeRequest, ComputeResponse, ComputeTestOp, ComputeWorkerData } from './compute-protocol.js';
+import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, isPublicOp, isSecretOp, rebuildError } from './compute-protocol.js';
+import type {
+  ComputeOp,
+  ComputePublicOp,
+  ComputeRequest,
+  ComputeResponse,
+  ComputeTestOp,
+  ComputeWorkerData,
+} from './compute-protocol.js';
 import { SignerError } from './errors.js';
 
-export type { ComputeOp } from './compute-protocol.js';
+export type { ComputeOp, ComputePublicOp } from './compute-protocol.js';
 
 /** The secret-bearing operations, with musig2's signatures made asynchronous. */
 export interface Compute {
@@ -46,10 +56,34 @@ export interface Compute {
   ): Promise<{ pubnonce: Uint8Array; psig: Uint8Array }>;
 }
 
+/**
+ * The Aggregator's public operations (no secret input or output), with musig2's results made
+ * asynchronous. Errors are musig2's own classes, as if musig2 had been called here.
+ */
+export interface PublicCompute {
+  /** KeyAgg then ApplyTweak for each tweak: GetXonlyPubkey (32) and GetPlainPubkey (33). */
+  keyAgg(pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[]): Promise<{ xonly: Uint8Array; plain: Uint8Array }>;
+  nonceAgg(pubnonces: readonly Uint8Array[]): Promise<Uint8Array>;
+  partialSigVerify(
+    psig: Uint8Array,
+    pubnonces: readonly Uint8Array[],
+    pubkeys: readonly Uint8Array[],
+    tweaks: readonly Tweak[],
+    msg: Uint8Array,
+    i: number,
+  ): Promise<boolean>;
+  partialSigAgg(psigs: readonly Uint8Array[], ctx: SessionContext): Promise<Uint8Array>;
+}
+
+/** Both kinds of operation, as a worker or this thread runs them (the permit already held). */
+type AnyCompute = Compute & PublicCompute;
+
 /** Test hooks. Setting any also starts the workers in test mode (test ops, wiped buffers sent back). */
 export interface ComputeTestHooks {
   /** Right after a request is posted: its secret ArrayBuffer as this side now holds it, and the worker's threadId. */
   sent?(op: ComputeOp, secret: ArrayBuffer, threadId: number): void;
+  /** Right after a public request is posted: the worker's threadId. */
+  posted?(op: ComputePublicOp, threadId: number): void;
   /** The worker's secret buffer for a request after its `finally` zeroed it, moved back here. */
   wiped?(op: ComputeOp, secret: Uint8Array): void;
   /** Workers throw while starting. */
@@ -74,15 +108,22 @@ export function defaultPoolSize(): number {
 }
 
 /** Run musig2 on this thread (size 0). */
-const inlineCompute: Compute = {
+const inlineCompute: AnyCompute = {
   nonceGen: async (input) => musig2.nonceGen(input),
   sign: async (secnonce, sk, ctx) => musig2.sign(secnonce, sk, ctx),
   deterministicSign: async (sk, aggothernonce, pubkeys, tweaks, msg, rand) =>
     musig2.deterministicSign(sk, aggothernonce, pubkeys, tweaks, msg, rand),
+  keyAgg: async (pubkeys, tweaks) => {
+    const ctx = musig2.keyAggAndTweak(pubkeys, tweaks);
+    return { xonly: musig2.getXonlyPk(ctx), plain: musig2.getPlainPk(ctx) };
+  },
+  nonceAgg: async (pubnonces) => musig2.nonceAgg(pubnonces),
+  partialSigVerify: async (psig, pubnonces, pubkeys, tweaks, msg, i) => musig2.partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i),
+  partialSigAgg: async (psigs, ctx) => musig2.partialSigAgg(psigs, ctx),
 };
 
 interface Pending {
-  op: ComputeOp | ComputeTestOp;
+  op: ComputeOp | ComputePublicOp | ComputeTestOp;
   resolve(out: ArrayBuffer[]): void;
   reject(err: Error): void;
 }
@@ -169,15 +210,19 @@ const isTweakList = (ts: unknown): ts is readonly Tweak[] =>
   Array.isArray(ts) &&
   ts.every((t) => typeof t === 'object' && t !== null && isBytes((t as Tweak).tweak) && typeof (t as Tweak).xonly === 'boolean');
 
-export class ComputePool implements Compute {
+export class ComputePool implements Compute, PublicCompute {
   /** Number of worker threads; 0 means inline. */
   readonly size: number;
   /** The operations as `lease` hands them out: straight to a worker, the permit already held. */
-  private readonly onWorker: Compute = {
+  private readonly onWorker: AnyCompute = {
     nonceGen: (input) => this.nonceGenOnWorker(input),
     sign: (secnonce, sk, ctx) => this.signOnWorker(secnonce, sk, ctx),
     deterministicSign: (sk, aggothernonce, pubkeys, tweaks, msg, rand) =>
       this.deterministicSignOnWorker(sk, aggothernonce, pubkeys, tweaks, msg, rand),
+    keyAgg: (pubkeys, tweaks) => this.keyAggOnWorker(pubkeys, tweaks),
+    nonceAgg: (pubnonces) => this.nonceAggOnWorker(pubnonces),
+    partialSigVerify: (psig, pubnonces, pubkeys, tweaks, msg, i) => this.partialSigVerifyOnWorker(psig, pubnonces, pubkeys, tweaks, msg, i),
+    partialSigAgg: (psigs, ctx) => this.partialSigAggOnWorker(psigs, ctx),
   };
   private readonly depth: number;
   private readonly log: Logger | undefined;
@@ -233,7 +278,12 @@ export class ComputePool implements Compute {
    * Runs `fn` with a permit: waits (FIFO) until a worker has room, so anything opened inside
    * `fn` (a decrypted key) is not held while the call queues. Inline pools run `fn` at once.
    */
-  async lease<T>(fn: (compute: Compute) => Promise<T>): Promise<T> {
+  lease<T>(fn: (compute: Compute) => Promise<T>): Promise<T> {
+    return this.withPermit(fn);
+  }
+
+  /** `lease` for any operation, public ones included. */
+  private async withPermit<T>(fn: (compute: AnyCompute) => Promise<T>): Promise<T> {
     if (this.closed) throw shuttingDown();
     if (this.size === 0) return fn(inlineCompute);
     await this.acquire();
@@ -273,6 +323,29 @@ export class ComputePool implements Compute {
     rand?: Uint8Array,
   ): Promise<{ pubnonce: Uint8Array; psig: Uint8Array }> {
     return this.lease((c) => c.deterministicSign(sk, aggothernonce, pubkeys, tweaks, msg, rand));
+  }
+
+  keyAgg(pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[]): Promise<{ xonly: Uint8Array; plain: Uint8Array }> {
+    return this.withPermit((c) => c.keyAgg(pubkeys, tweaks));
+  }
+
+  nonceAgg(pubnonces: readonly Uint8Array[]): Promise<Uint8Array> {
+    return this.withPermit((c) => c.nonceAgg(pubnonces));
+  }
+
+  partialSigVerify(
+    psig: Uint8Array,
+    pubnonces: readonly Uint8Array[],
+    pubkeys: readonly Uint8Array[],
+    tweaks: readonly Tweak[],
+    msg: Uint8Array,
+    i: number,
+  ): Promise<boolean> {
+    return this.withPermit((c) => c.partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i));
+  }
+
+  partialSigAgg(psigs: readonly Uint8Array[], ctx: SessionContext): Promise<Uint8Array> {
+    return this.withPermit((c) => c.partialSigAgg(psigs, ctx));
   }
 
   // ---- the operations on a worker (under a permit) ------------------------------------------
@@ -360,6 +433,68 @@ export class ComputePool implements Compute {
     return this.dispatch(req, transfer).then(([pn, psig]) => ({ pubnonce: new Uint8Array(pn!), psig: new Uint8Array(psig!) }));
   }
 
+  // Public operations: an input of the wrong type (one that cannot be copied) is left to musig2
+  // on this thread, which refuses it with the same error. The Aggregator's shape checks let
+  // none through, so its arithmetic always runs on a worker.
+
+  private keyAggOnWorker(pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[]): Promise<{ xonly: Uint8Array; plain: Uint8Array }> {
+    if (!isByteList(pubkeys) || !isTweakList(tweaks)) return inlineCompute.keyAgg(pubkeys, tweaks);
+    const transfer: ArrayBuffer[] = [];
+    const req: ComputeRequest = { id: 0, op: 'keyAgg', pubkeys: pubList(pubkeys, transfer), tweaks: pubTweaks(tweaks, transfer) };
+    return this.dispatch(req, transfer).then(([x, p]) => ({ xonly: new Uint8Array(x!), plain: new Uint8Array(p!) }));
+  }
+
+  private nonceAggOnWorker(pubnonces: readonly Uint8Array[]): Promise<Uint8Array> {
+    if (!isByteList(pubnonces)) return inlineCompute.nonceAgg(pubnonces);
+    const transfer: ArrayBuffer[] = [];
+    const req: ComputeRequest = { id: 0, op: 'nonceAgg', pubnonces: pubList(pubnonces, transfer) };
+    return this.dispatch(req, transfer).then(([aggnonce]) => new Uint8Array(aggnonce!));
+  }
+
+  private partialSigVerifyOnWorker(
+    psig: Uint8Array,
+    pubnonces: readonly Uint8Array[],
+    pubkeys: readonly Uint8Array[],
+    tweaks: readonly Tweak[],
+    msg: Uint8Array,
+    i: number,
+  ): Promise<boolean> {
+    if (!isBytes(psig) || !isByteList(pubnonces) || !isByteList(pubkeys) || !isTweakList(tweaks) || !isBytes(msg) ||
+      typeof i !== 'number') {
+      return inlineCompute.partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i);
+    }
+    const transfer: ArrayBuffer[] = [];
+    const req: ComputeRequest = {
+      id: 0,
+      op: 'partialSigVerify',
+      psig: pub(psig, transfer),
+      pubnonces: pubList(pubnonces, transfer),
+      pubkeys: pubList(pubkeys, transfer),
+      tweaks: pubTweaks(tweaks, transfer),
+      msg: pub(msg, transfer),
+      i,
+    };
+    return this.dispatch(req, transfer).then(([valid]) => new Uint8Array(valid!)[0] === 1);
+  }
+
+  private partialSigAggOnWorker(psigs: readonly Uint8Array[], ctx: SessionContext): Promise<Uint8Array> {
+    if (!isByteList(psigs) || typeof ctx !== 'object' || ctx === null || !isBytes(ctx.aggnonce) || !isByteList(ctx.pubkeys) ||
+      !isTweakList(ctx.tweaks) || !isBytes(ctx.msg)) {
+      return inlineCompute.partialSigAgg(psigs, ctx);
+    }
+    const transfer: ArrayBuffer[] = [];
+    const req: ComputeRequest = {
+      id: 0,
+      op: 'partialSigAgg',
+      psigs: pubList(psigs, transfer),
+      aggnonce: pub(ctx.aggnonce, transfer),
+      pubkeys: pubList(ctx.pubkeys, transfer),
+      tweaks: pubTweaks(ctx.tweaks, transfer),
+      msg: pub(ctx.msg, transfer),
+    };
+    return this.dispatch(req, transfer).then(([sig]) => new Uint8Array(sig!));
+  }
+
   /**
    * Tests only (pools started with testHooks): run a test op on the least busy worker, under a
    * permit. 'crash' and 'exit' kill it; 'block' holds it until sab[0] is set (see ComputeTestOp).
@@ -436,6 +571,7 @@ export class ComputePool implements Compute {
         return;
       }
       if ('secret' in req) this.hooks?.sent?.(req.op, req.secret, h.worker.threadId);
+      else if (isPublicOp(req.op)) this.hooks?.posted?.(req.op, h.worker.threadId);
       h.pending.set(id, { op: req.op, resolve, reject });
       if (h.pending.size === 1) h.worker.ref();
     });
@@ -447,7 +583,7 @@ export class ComputePool implements Compute {
     if (p === undefined) return;
     h.pending.delete(msg.id);
     if (h.pending.size === 0) h.worker.unref();
-    if (msg.wiped !== undefined && p.op !== 'crash' && p.op !== 'exit' && p.op !== 'block') this.hooks?.wiped?.(p.op, new Uint8Array(msg.wiped));
+    if (msg.wiped !== undefined && isSecretOp(p.op)) this.hooks?.wiped?.(p.op, new Uint8Array(msg.wiped));
     if (msg.ok) p.resolve(msg.out);
     else p.reject(rebuildError(msg.error));
   }

@@ -5,13 +5,16 @@
 // Secrets cross the thread boundary only inside `secret`, an ArrayBuffer that is moved (in
 // the transfer list, never structured-cloned) and wiped by whichever side holds it last.
 // Public inputs travel as compact copies, also transferred. Outputs come back as transferred
-// ArrayBuffers.
+// ArrayBuffers. The public operations (the Aggregator's arithmetic) carry no `secret` at all.
 
 import { InvalidContributionError, InvalidInputError, Musig2Error } from '../musig2/index.js';
 import type { Contribution, Tweak } from '../musig2/index.js';
 
 /** The secret-bearing operations the pool runs. */
 export type ComputeOp = 'nonceGen' | 'sign' | 'deterministicSign';
+
+/** The public operations the pool runs (the Aggregator's arithmetic): no secret input or output. */
+export type ComputePublicOp = 'keyAgg' | 'nonceAgg' | 'partialSigVerify' | 'partialSigAgg';
 
 /**
  * Operations a worker accepts only when started for tests: die of an uncaught exception
@@ -25,12 +28,12 @@ export const RAND_BYTES = 32;
 export const SECNONCE_BYTES = 97;
 
 /**
- * A request to a worker. `secret` layouts:
+ * A request for a secret-bearing operation. `secret` layouts:
  * - nonceGen: [sk (32) if hasSk] [rand' (32) if hasRand]
  * - sign: sk (32) || secnonce (97)
  * - deterministicSign: sk (32) [|| rand (32) if hasRand]
  */
-export type ComputeRequest =
+export type SecretRequest =
   | {
       id: number;
       op: 'nonceGen';
@@ -52,14 +55,45 @@ export type ComputeRequest =
       pubkeys: Uint8Array[];
       tweaks: Tweak[];
       msg: Uint8Array;
+    };
+
+/** A request for a public operation: inputs only, all of them public. `i` is 0-based. */
+export type PublicRequest =
+  | { id: number; op: 'keyAgg'; pubkeys: Uint8Array[]; tweaks: Tweak[] }
+  | { id: number; op: 'nonceAgg'; pubnonces: Uint8Array[] }
+  | {
+      id: number;
+      op: 'partialSigVerify';
+      psig: Uint8Array;
+      pubnonces: Uint8Array[];
+      pubkeys: Uint8Array[];
+      tweaks: Tweak[];
+      msg: Uint8Array;
+      i: number;
     }
-  /** Tests only. */
-  | { id: number; op: ComputeTestOp; sab?: SharedArrayBuffer };
+  | { id: number; op: 'partialSigAgg'; psigs: Uint8Array[]; aggnonce: Uint8Array; pubkeys: Uint8Array[]; tweaks: Tweak[]; msg: Uint8Array };
+
+/** Tests only. */
+export type TestRequest = { id: number; op: ComputeTestOp; sab?: SharedArrayBuffer };
+
+export type ComputeRequest = SecretRequest | PublicRequest | TestRequest;
+
+const SECRET_OPS: ReadonlySet<string> = new Set<ComputeOp>(['nonceGen', 'sign', 'deterministicSign']);
+const PUBLIC_OPS: ReadonlySet<string> = new Set<ComputePublicOp>(['keyAgg', 'nonceAgg', 'partialSigVerify', 'partialSigAgg']);
+const TEST_OPS: ReadonlySet<string> = new Set<ComputeTestOp>(['crash', 'exit', 'block']);
+
+export const isSecretOp = (op: string): op is ComputeOp => SECRET_OPS.has(op);
+export const isPublicOp = (op: string): op is ComputePublicOp => PUBLIC_OPS.has(op);
+export const isTestOp = (op: string): op is ComputeTestOp => TEST_OPS.has(op);
+export const isPublicRequest = (r: ComputeRequest): r is PublicRequest => isPublicOp(r.op);
+export const isTestRequest = (r: ComputeRequest): r is TestRequest => isTestOp(r.op);
 
 /**
  * A worker's answer. `out` per op: nonceGen [secnonce (97), pubnonce (66)], sign [psig (32)],
- * deterministicSign [pubnonce (66), psig (32)]. `wiped` (test workers only) is the request's
- * secret buffer after the worker zeroed it, sent back so a test can inspect it.
+ * deterministicSign [pubnonce (66), psig (32)], keyAgg [xonly (32), plain (33)], nonceAgg
+ * [aggnonce (66)], partialSigVerify [valid (1): 1 or 0], partialSigAgg [signature (64)].
+ * `wiped` (test workers only, secret ops only) is the request's secret buffer after the worker
+ * zeroed it, sent back so a test can inspect it.
  */
 export type ComputeResponse =
   | { type: 'ready' }

@@ -1,5 +1,6 @@
-// A compute-pool worker thread: runs musig2 NonceGen, Sign and DeterministicSign for the pool
-// in compute-pool.ts. It imports musig2 only (no keystore, ledger or logger), builds the G
+// A compute-pool worker thread: runs musig2 NonceGen, Sign and DeterministicSign, and the
+// Aggregator's public KeyAgg, NonceAgg, PartialSigVerify and PartialSigAgg, for the pool in
+// compute-pool.ts. It imports musig2 only (no keystore, ledger or logger), builds the G
 // tables, then says it is ready.
 //
 // Secrets arrive in the request's transferred `secret` ArrayBuffer; musig2 reads them through
@@ -9,8 +10,15 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import * as musig2 from '../musig2/index.js';
-import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, serializeError } from './compute-protocol.js';
-import type { ComputeRequest, ComputeResponse, ComputeTestOp, ComputeWorkerData } from './compute-protocol.js';
+import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, isPublicRequest, isTestRequest, serializeError } from './compute-protocol.js';
+import type {
+  ComputeRequest,
+  ComputeResponse,
+  ComputeTestOp,
+  ComputeWorkerData,
+  PublicRequest,
+  SecretRequest,
+} from './compute-protocol.js';
 
 const port = ((): MessagePort => {
   if (parentPort === null) throw new Error('compute-worker runs only as a worker thread');
@@ -36,7 +44,6 @@ function transferable(out: Uint8Array, secret: boolean, transfer: ArrayBuffer[])
   return buf;
 }
 
-/** Runs one operation; returns its outputs as [bytes, isSecret] pairs. */
 function testOp(id: number, op: ComputeTestOp, sab: SharedArrayBuffer | undefined): void {
   if (op === 'exit') process.exit(3);
   if (op === 'crash') throw new Error('test crash'); // uncaught: the worker dies with an 'error' event
@@ -48,7 +55,8 @@ function testOp(id: number, op: ComputeTestOp, sab: SharedArrayBuffer | undefine
   port.postMessage({ type: 'result', id, ok: true, out: [] } satisfies ComputeResponse);
 }
 
-function run(req: OpRequest, secret: Uint8Array): [Uint8Array, boolean][] {
+/** Runs one secret-bearing operation; returns its outputs as [bytes, isSecret] pairs. */
+function run(req: SecretRequest, secret: Uint8Array): [Uint8Array, boolean][] {
   switch (req.op) {
     case 'nonceGen': {
       let off = 0;
@@ -78,14 +86,50 @@ function run(req: OpRequest, secret: Uint8Array): [Uint8Array, boolean][] {
   }
 }
 
-type OpRequest = Exclude<ComputeRequest, { op: ComputeTestOp }>;
+/** Runs one public operation; every output is public. */
+function runPublic(req: PublicRequest): Uint8Array[] {
+  switch (req.op) {
+    case 'keyAgg': {
+      const ctx = musig2.keyAggAndTweak(req.pubkeys, req.tweaks);
+      return [musig2.getXonlyPk(ctx), musig2.getPlainPk(ctx)];
+    }
+    case 'nonceAgg':
+      return [musig2.nonceAgg(req.pubnonces)];
+    case 'partialSigVerify':
+      return [Uint8Array.of(musig2.partialSigVerify(req.psig, req.pubnonces, req.pubkeys, req.tweaks, req.msg, req.i) ? 1 : 0)];
+    case 'partialSigAgg':
+      return [musig2.partialSigAgg(req.psigs, { aggnonce: req.aggnonce, pubkeys: req.pubkeys, tweaks: req.tweaks, msg: req.msg })];
+  }
+}
+
+function handlePublic(req: PublicRequest): void {
+  const transfer: ArrayBuffer[] = [];
+  let res: ComputeResponse;
+  try {
+    // Fresh copies (at most 66 bytes) go back, never musig2's own arrays: one it also keeps in
+    // a cache would be detached by the transfer.
+    const out = runPublic(req).map((bytes) => {
+      const buf = bytes.slice().buffer;
+      transfer.push(buf);
+      return buf;
+    });
+    res = { type: 'result', id: req.id, ok: true, out };
+  } catch (err) {
+    res = { type: 'result', id: req.id, ok: false, error: serializeError(err) };
+  }
+  port.postMessage(res, transfer);
+}
 
 function handle(msg: ComputeRequest): void {
-  if (msg.op === 'crash' || msg.op === 'exit' || msg.op === 'block') {
+  if (isTestRequest(msg)) {
     if (test) testOp(msg.id, msg.op, msg.sab); // never in production workers
     return;
   }
-  const req = msg as OpRequest;
+  if (isPublicRequest(msg)) {
+    handlePublic(msg);
+    return;
+  }
+  const req: SecretRequest = msg;
   const secret = new Uint8Array(req.secret);
   const transfer: ArrayBuffer[] = [];
   let res: ComputeResponse;

@@ -15,7 +15,7 @@ export type {
   SignerServiceOptions,
 } from './service.js';
 export { ComputePool, DEFAULT_DEPTH, MAX_WORKERS, defaultPoolSize } from './compute-pool.js';
-export type { Compute, ComputeOp, ComputePoolOptions, ComputeTestHooks } from './compute-pool.js';
+export type { Compute, ComputeOp, ComputePoolOptions, ComputePublicOp, ComputeTestHooks, PublicCompute } from './compute-pool.js';
 export { SignerError, toSignerError } from './errors.js';
 export type { ErrorInfo, SignerErrorCode } from './errors.js';
 export { DEFAULT_LIMITS, MAX_KEY_ID_LENGTH, SESSION_ID_BYTES } from './validate.js';
