@@ -165,6 +165,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       tls,
       insecure: config.insecure,
       limits: { maxMessageBytes: config.maxMessageBytes, maxSigners: config.maxSigners },
+      compute,
       metrics,
       acl,
       audit,

@@ -1,15 +1,10 @@
-// The Aggregator service: stateless public BIP327 arithmetic. Each handler checks shapes,
-// calls the core, and encodes; the core's own errors map to statuses in errors.ts.
-import {
-  getPlainPk,
-  getXonlyPk,
-  keyAggAndTweak,
-  keySort,
-  nonceAgg,
-  partialSigAgg,
-  partialSigVerify,
-} from '../musig2/index.js';
+// The Aggregator service: stateless public BIP327 arithmetic. Each handler checks shapes here
+// (cheap), runs the curve arithmetic in `compute` (the compute pool's worker threads, so the
+// event loop stays free for I/O), and encodes; the core's own errors come back as the same
+// classes and map to statuses in errors.ts. KeySort is a byte sort and stays on this thread.
+import { keySort } from '../musig2/index.js';
 import type * as pb from '../protocol/contract.js';
+import type { PublicCompute } from '../signer/index.js';
 import type { RequestLimits } from './validate.js';
 import {
   boundedBytes,
@@ -33,7 +28,7 @@ export interface AggregatorHandlers {
   partialSigAgg(req: pb.PartialSigAggRequest): Promise<pb.PartialSigAggResponse>;
 }
 
-export function aggregatorHandlers(limits: RequestLimits): AggregatorHandlers {
+export function aggregatorHandlers(limits: RequestLimits, compute: PublicCompute): AggregatorHandlers {
   const pubkeysOf = (value: unknown) => bytesList(value, 'pubkeys', PUBKEY_BYTES, limits.maxSigners);
   const tweaksOf = (value: unknown) => tweakList(value, 'tweaks', limits.maxTweaks);
   const messageOf = (value: unknown) => boundedBytes(value, 'message', limits.maxMessageBytes);
@@ -44,13 +39,13 @@ export function aggregatorHandlers(limits: RequestLimits): AggregatorHandlers {
     },
 
     async keyAgg(req) {
-      const ctx = keyAggAndTweak(pubkeysOf(req.pubkeys), tweaksOf(req.tweaks));
-      return { aggregatePubkeyXonly: buf(getXonlyPk(ctx)), aggregatePubkey: buf(getPlainPk(ctx)) };
+      const { xonly, plain } = await compute.keyAgg(pubkeysOf(req.pubkeys), tweaksOf(req.tweaks));
+      return { aggregatePubkeyXonly: buf(xonly), aggregatePubkey: buf(plain) };
     },
 
     async nonceAgg(req) {
       const pubnonces = bytesList(req.pubnonces, 'pubnonces', PUBNONCE_BYTES, limits.maxSigners);
-      return { aggnonce: buf(nonceAgg(pubnonces)) };
+      return { aggnonce: buf(await compute.nonceAgg(pubnonces)) };
     },
 
     async partialSigVerify(req) {
@@ -61,7 +56,7 @@ export function aggregatorHandlers(limits: RequestLimits): AggregatorHandlers {
       const tweaks = tweaksOf(req.tweaks);
       const msg = messageOf(req.message);
       const i = index(req.signerIndex, 'signer_index', pubkeys.length);
-      return { valid: partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i) };
+      return { valid: await compute.partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i) };
     },
 
     async partialSigAgg(req) {
@@ -71,7 +66,7 @@ export function aggregatorHandlers(limits: RequestLimits): AggregatorHandlers {
       sameLength(pubkeys, 'pubkeys', psigs, 'partial_sigs');
       const tweaks = tweaksOf(req.tweaks);
       const msg = messageOf(req.message);
-      return { signature: buf(partialSigAgg(psigs, { aggnonce, pubkeys, tweaks, msg })) };
+      return { signature: buf(await compute.partialSigAgg(psigs, { aggnonce, pubkeys, tweaks, msg })) };
     },
   };
 }

@@ -17,8 +17,8 @@ import { unary, withSafeDecoding } from './rpc.js';
 import type { CallContext } from './rpc.js';
 import { signerHandlers } from './signer.js';
 import type { SignerBackend } from './signer.js';
-import { DEFAULT_LIMITS } from '../signer/index.js';
-import type { SignerService } from '../signer/index.js';
+import { ComputePool, DEFAULT_LIMITS } from '../signer/index.js';
+import type { PublicCompute, SignerService } from '../signer/index.js';
 import type { RequestLimits } from './validate.js';
 
 export { Metrics, METRIC_PREFIX } from './metrics.js';
@@ -47,6 +47,11 @@ export interface DaemonServerOptions {
   insecure?: boolean;
   /** Size limits for the Aggregator; pass the ones SignerService was given (default: its defaults). */
   limits?: Partial<RequestLimits>;
+  /**
+   * Where the Aggregator's curve arithmetic runs: pass the signer's ComputePool so it stays off
+   * the event loop. Default: inline on the event loop.
+   */
+  compute?: PublicCompute;
   metrics?: Metrics;
   healthIntervalMs?: number;
   /**
@@ -133,7 +138,7 @@ export class DaemonServer {
       Sign: unary('Sign', ctx, signer.sign),
       DeterministicSign: unary('DeterministicSign', ctx, signer.deterministicSign),
     });
-    const aggregator = aggregatorHandlers(limits);
+    const aggregator = aggregatorHandlers(limits, opts.compute ?? ComputePool.inline());
     server.addService(withSafeDecoding(packageDefinition[AGGREGATOR_SERVICE] as ServiceDefinition), {
       KeySort: unary('KeySort', ctx, aggregator.keySort),
       KeyAgg: unary('KeyAgg', ctx, aggregator.keyAgg),
