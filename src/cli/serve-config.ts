@@ -81,7 +81,7 @@ export const SERVE_SETTINGS = {
   workers: {
     flag: 'workers',
     env: 'MUSIG2_WORKERS',
-    description: 'signing worker threads (default: one per core; 0 signs on the event loop)',
+    description: 'worker threads for the curve arithmetic of signing and the Aggregator (default: one per core; 0 = on the event loop)',
     default: () => String(defaultPoolSize()),
   },
   logLevel: { flag: 'log-level', env: 'MUSIG2_LOG_LEVEL', description: 'pino log level (default info)', default: () => 'info' },

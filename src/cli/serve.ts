@@ -112,7 +112,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     // Closed after the signer, so nothing is mid-call when the workers go.
     const compute = await ComputePool.start(config.workers, { logger });
     closers.push({ name: 'compute pool', close: () => compute.close() });
-    logger.info({ workers: compute.size }, `signing on ${compute.size === 0 ? 'the event loop' : `${compute.size} worker thread(s)`}`);
+    logger.info({ workers: compute.size }, `curve arithmetic (signing and Aggregator) on ${compute.size === 0 ? 'the event loop' : `${compute.size} worker thread(s)`}`);
     const keystore = await Keystore.open(config.keystore);
     closers.push({ name: 'keystore', close: () => keystore.close() });
     const ledger: NonceLedger = await openLedger(config.ledger);
@@ -171,6 +171,8 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       audit,
     });
   } catch (err) {
+    // Also as a JSON line, for log pipelines that read only those (our messages carry no secret).
+    logger.error({ event: 'start_failed', reason: err instanceof Error ? err.message : String(err) }, 'the daemon did not start');
     await closeAll();
     if (err instanceof InsecureListenError) throw new CliError(err.message, 2);
     throw err;

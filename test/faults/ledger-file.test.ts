@@ -178,6 +178,8 @@ describe('a read-only ledger file', () => {
     const why = 'the nonce ledger must be writable; nothing can be signed';
     expect(out).toContain(`musig2-signer serve: ledger file ${file} is not writable (EROFS): ${why}`);
     expect(out).not.toMatch(/^\s+at /m);
+    // The same reason as a JSON log line, for pipelines that read only those.
+    expect(out).toMatch(/"event":"start_failed","reason":"ledger file [^"]+ is not writable \(EROFS\)/);
 
     // Writable again: a new daemon starts, finds every row, signs; no nonce used twice.
     mounts.remount(mnt, 'rw');
