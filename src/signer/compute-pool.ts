@@ -184,7 +184,7 @@ function shuttingDown(): SignerError {
 }
 
 function workerDied(detail: string): SignerError {
-  return new SignerError('INTERNAL', `a signing worker stopped (${detail}) before answering; nothing was released`);
+  return new SignerError('INTERNAL', `a compute worker stopped (${detail}) before answering; nothing was released`);
 }
 
 /** A compact copy of a public input (its own ArrayBuffer, added to the transfer list). */
@@ -557,7 +557,7 @@ export class ComputePool implements Compute, PublicCompute {
     }
     if (best === undefined) {
       wipe();
-      return Promise.reject(new SignerError('UNAVAILABLE', 'no signing worker is running; nothing was signed'));
+      return Promise.reject(new SignerError('UNAVAILABLE', 'no compute worker is running; nothing was signed'));
     }
     const h = best;
     const id = this.nextId++;
@@ -599,8 +599,8 @@ export class ComputePool implements Compute, PublicCompute {
       // No thread, so no 'exit' to trigger a replacement: the caller decides (start fails; a
       // respawn tries again later).
       const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      this.log?.error({ event: 'compute_worker_start_failed', error: why }, 'signing worker failed to start');
-      return Promise.reject(new NoThreadError(`a signing worker failed to start: ${why}`));
+      this.log?.error({ event: 'compute_worker_start_failed', error: why }, 'compute worker failed to start');
+      return Promise.reject(new NoThreadError(`a compute worker failed to start: ${why}`));
     }
     const h: Handle = { worker, ready: false, pending: new Map(), exited: false };
     this.handles.push(h);
@@ -623,13 +623,13 @@ export class ComputePool implements Compute, PublicCompute {
         const name = err instanceof Error ? err.name : typeof err;
         if (!h.ready && h.pending.size === 0) {
           startError = err instanceof Error ? `${err.name}: ${err.message}` : name;
-          this.log?.error({ event: 'compute_worker_start_failed', error: startError }, 'signing worker failed to start');
+          this.log?.error({ event: 'compute_worker_start_failed', error: startError }, 'compute worker failed to start');
         } else {
-          this.log?.error({ event: 'compute_worker_error', error: name }, 'signing worker failed');
+          this.log?.error({ event: 'compute_worker_error', error: name }, 'compute worker failed');
         }
       });
       worker.on('messageerror', () => {
-        this.log?.error({ event: 'compute_worker_messageerror' }, 'a signing worker message could not be read');
+        this.log?.error({ event: 'compute_worker_messageerror' }, 'a compute worker message could not be read');
       });
       worker.on('exit', (code) => {
         h.exited = true;
@@ -639,10 +639,10 @@ export class ComputePool implements Compute, PublicCompute {
         for (const p of h.pending.values()) p.reject(err);
         h.pending.clear();
         if (!h.ready) {
-          reject(this.closed ? err : new Error(`a signing worker failed to start: ${startError ?? `exit code ${code}`}`));
+          reject(this.closed ? err : new Error(`a compute worker failed to start: ${startError ?? `exit code ${code}`}`));
         }
         if (this.closed) return;
-        this.log?.error({ event: 'compute_worker_exit', code, ready: h.ready }, 'signing worker stopped; starting another');
+        this.log?.error({ event: 'compute_worker_exit', code, ready: h.ready }, 'compute worker stopped; starting another');
         this.replace(h.ready);
       });
     });

@@ -135,7 +135,7 @@ export function serializeError(err: unknown): SerializedError {
   }
   if (err instanceof Musig2Error) return { name: 'Musig2Error', message: err.message };
   const name = err instanceof Error ? err.name : typeof err;
-  return { name: 'Error', message: `unexpected ${name} in a signing worker` };
+  return { name: 'Error', message: `unexpected ${name} in a compute worker` };
 }
 
 /** The same typed error on this side of the thread boundary. */

@@ -283,7 +283,7 @@ describe('a worker that dies', () => {
 describe('a worker that cannot start', () => {
   it('start() rejects with the reason the worker gave (its start-up has seen no secret)', async () => {
     const err = await rejection(ComputePool.start(2, { testHooks: { failStart: true } }));
-    expect((err as Error).message).toMatch(/a signing worker failed to start: Error: test start failure/);
+    expect((err as Error).message).toMatch(/a compute worker failed to start: Error: test start failure/);
   });
 });
 
