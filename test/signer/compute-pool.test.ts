@@ -11,7 +11,7 @@ import { openLedger } from '../../src/ledger/index.js';
 import * as musig2 from '../../src/musig2/index.js';
 import { ComputePool, SignerError, SignerService, toSignerError } from '../../src/signer/index.js';
 import type { ComputeOp } from '../../src/signer/index.js';
-import { LocalSigner, openTestKeystore, rand, signerError } from './helpers.js';
+import { LocalSigner, openTestKeystore, rand, rejection, signerError } from './helpers.js';
 
 interface Sent {
   op: ComputeOp;
@@ -63,15 +63,6 @@ function fixture() {
 }
 
 const allZero = (b: Uint8Array) => b.every((x) => x === 0);
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Yields to the event loop until `cond` holds (no clock involved). */
 async function until(cond: () => boolean): Promise<void> {

@@ -9,7 +9,7 @@ import * as musig2 from '../../src/musig2/index.js';
 import { mapKnownError } from '../../src/server/errors.js';
 import { ComputePool, SignerError, toSignerError } from '../../src/signer/index.js';
 import type { ComputePublicOp } from '../../src/signer/index.js';
-import { LocalSigner, rand } from './helpers.js';
+import { LocalSigner, rand, rejection } from './helpers.js';
 
 /** A 3-signer session, signed by all three, with a tweak of each kind. */
 function session() {
@@ -32,15 +32,6 @@ function session() {
 const notAPoint = (): Uint8Array => Uint8Array.of(2, ...new Uint8Array(32).fill(0xff));
 /** The point with the other y: flips 02 and 03. */
 const negated = (pubnonce: Uint8Array): Uint8Array => pubnonce.map((b, i) => (i === 0 || i === 33 ? b ^ 1 : b));
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 function thrown(fn: () => unknown): unknown {
   try {

@@ -44,6 +44,16 @@ export class LocalSigner {
 }
 
 /** Await a promise expected to reject with a SignerError; returns it. */
+/** What `p` rejects with; fails the test if it resolves. */
+export async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
 export async function signerError(p: Promise<unknown>, code?: SignerErrorCode): Promise<SignerError> {
   let err: unknown;
   try {
