@@ -95,8 +95,6 @@ export interface DaemonOptions {
   listen?: string;
   metrics?: boolean;
   args?: string[];
-  /** Options for node itself, before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
-  nodeArgs?: string[];
   /** Pin the daemon (every thread) to these CPUs, a taskset list such as "0" or "0,1". */
   cpus?: string;
 }
@@ -118,7 +116,6 @@ export class Daemon {
 
   static async start(token: Token, opts: DaemonOptions = {}): Promise<Daemon> {
     const args = [
-      ...(opts.nodeArgs ?? []),
       BIN,
       'serve',
       '--listen',
