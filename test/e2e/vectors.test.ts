@@ -3,20 +3,16 @@
 // valid case must give the exact vector bytes and every error case INVALID_ARGUMENT with the
 // right google.rpc.ErrorInfo in the rich-error trailer. The public-math vectors (KeySort,
 // KeyAgg, NonceAgg, PartialSigVerify, PartialSigAgg) go through the Aggregator service.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AggregatorClient, ClientError, SignerClient } from '../../src/client/index.js';
 import type { Tweak } from '../../src/client/index.js';
-import { Daemon, fromHex, hex, importKey, makeToken, removeToken, ROOT } from './harness.js';
+import { readVectorJson } from '../vectors/load.js';
+import { Daemon, fromHex, hex, importKey, makeToken, removeToken } from './harness.js';
 import type { Token } from './harness.js';
 
-// The vectors live beside the checkout (shared) or, once copied in, at its root.
-const VECTOR_DIRS = [join(ROOT, 'bip327-vectors'), join(ROOT, '..', 'shared', 'bip327-vectors')];
-const VECTORS = VECTOR_DIRS.find((d) => existsSync(join(d, 'det_sign_vectors.json'))) ?? VECTOR_DIRS[1]!;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const load = (name: string): any => JSON.parse(readFileSync(join(VECTORS, `${name}_vectors.json`), 'utf8'));
+const load = (name: string): any => readVectorJson(`bip327/${name}_vectors.json`);
 
 type VectorError = { type: 'invalid_contribution'; signer: number | null; contrib: string } | { type: 'value'; message: string };
 

@@ -1,11 +1,12 @@
 // Shared set-up for the keystore tests: a fresh SoftHSM2 token in a temporary folder of the
 // test file's own (each vitest file runs in its own process, so SOFTHSM2_CONF is per file).
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pkcs11js from 'pkcs11js';
 import { initSoftHsmToken } from '../../src/keystore/index.js';
 import type { KeystoreOptions } from '../../src/keystore/index.js';
+import { readVectorJson } from '../vectors/load.js';
 
 export const USER_PIN = 'user-pin-1234';
 export const SO_PIN = 'so-pin-5678';
@@ -65,13 +66,7 @@ export function findObjects(p: pkcs11js.PKCS11, session: Buffer, template: pkcs1
 
 /** The BIP327 sign/verify vector's secret key and its public key (pubkeys[0]). */
 export function bip327SignVector(): { sk: Uint8Array; pk: string } {
-  const candidates = [
-    join(import.meta.dirname, '../../bip327-vectors/sign_verify_vectors.json'),
-    join(import.meta.dirname, '../../../shared/bip327-vectors/sign_verify_vectors.json'),
-  ];
-  const path = candidates.find((p) => existsSync(p));
-  if (!path) throw new Error(`BIP327 vectors not found in ${candidates.join(' or ')}`);
-  const v = JSON.parse(readFileSync(path, 'utf8')) as { sk: string; pubkeys: string[] };
+  const v = readVectorJson<{ sk: string; pubkeys: string[] }>('bip327/sign_verify_vectors.json');
   return { sk: Uint8Array.from(Buffer.from(v.sk, 'hex')), pk: v.pubkeys[0]!.toLowerCase() };
 }
 

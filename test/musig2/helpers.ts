@@ -1,8 +1,5 @@
 /** Shared helpers for the MuSig2 tests: hex conversion and loading the official vectors. */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-
-const VECTOR_DIR = new URL('../../../shared/bip327-vectors/', import.meta.url);
+import { readVectorJson } from '../vectors/load.js';
 
 export function hex(s: string): Uint8Array {
   return Uint8Array.from(Buffer.from(s, 'hex'));
@@ -12,7 +9,7 @@ export function toHexUpper(b: Uint8Array): string {
   return Buffer.from(b).toString('hex').toUpperCase();
 }
 
-/** Read one vector file from /work/shared/bip327-vectors. */
+/** Read one BIP327 vector file (test/vectors/bip327/). */
 export function loadVectors<T = unknown>(name: string): T {
-  return JSON.parse(readFileSync(fileURLToPath(new URL(name, VECTOR_DIR)), 'utf8')) as T;
+  return readVectorJson<T>(`bip327/${name}`);
 }

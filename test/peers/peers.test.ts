@@ -1,16 +1,15 @@
 // The peer adapters themselves must be right before the property test can blame our core, so
 // both peers are run here, through the same adapters, on the valid BIP327 vectors.
-import { readFileSync } from 'node:fs';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { brandonblackPeer } from './brandonblack.js';
 import { scurePeer } from './scure.js';
 import type { MusigPeer, PeerTweak } from './types.js';
+import { readVectorJson } from '../vectors/load.js';
 
-const VECTORS = '/work/shared/bip327-vectors';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON vectors, shapes checked by use
-const load = (name: string): any => JSON.parse(readFileSync(`${VECTORS}/${name}`, 'utf8'));
+const load = (name: string): any => readVectorJson(`bip327/${name}`);
 const h = (s: string): Uint8Array => hexToBytes(s);
 const hx = (b: Uint8Array): string => bytesToHex(b).toUpperCase();
 const pick = (list: string[], idx: number[]): Uint8Array[] => idx.map((i) => h(list[i]!));
