@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { KeystoreOptions } from '../keystore/index.js';
 import { MAX_WORKERS, defaultPoolSize } from '../signer/compute-pool.js';
+import { DEFAULT_PSBT_LIMITS } from '../psbt/index.js';
 import { keystoreOptions, PKCS11_SETTINGS, resolveSettings, settingOptions, settingsHelp } from './config.js';
 import type { Setting } from './config.js';
 import { CliError } from './errors.js';
@@ -72,6 +73,18 @@ export const SERVE_SETTINGS = {
     description: 'most public keys in one request (default 100)',
     default: () => '100',
   },
+  maxPsbtBytes: {
+    flag: 'max-psbt-bytes',
+    env: 'MUSIG2_MAX_PSBT_BYTES',
+    description: `largest PSBT accepted, in bytes (default ${DEFAULT_PSBT_LIMITS.maxPsbtBytes})`,
+    default: () => String(DEFAULT_PSBT_LIMITS.maxPsbtBytes),
+  },
+  maxPsbtInputs: {
+    flag: 'max-psbt-inputs',
+    env: 'MUSIG2_MAX_PSBT_INPUTS',
+    description: `most inputs in one PSBT (default ${DEFAULT_PSBT_LIMITS.maxInputs})`,
+    default: () => String(DEFAULT_PSBT_LIMITS.maxInputs),
+  },
   shutdownGraceMs: {
     flag: 'shutdown-grace-ms',
     env: 'MUSIG2_SHUTDOWN_GRACE_MS',
@@ -96,6 +109,10 @@ export interface ServeConfig {
   maxSessions: number;
   maxMessageBytes: number;
   maxSigners: number;
+  /** Largest PSBT accepted, in bytes. */
+  maxPsbtBytes: number;
+  /** Most inputs in one PSBT. */
+  maxPsbtInputs: number;
   metricsListen?: string;
   /** The access-rule file; without it every caller may do everything (loopback only, or --insecure). */
   acl?: string;
@@ -158,6 +175,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     maxSessions: int('maxSessions'),
     maxMessageBytes: int('maxMessageBytes'),
     maxSigners: int('maxSigners'),
+    maxPsbtBytes: int('maxPsbtBytes'),
+    maxPsbtInputs: int('maxPsbtInputs'),
     metricsListen: s.metricsListen,
     acl: s.acl,
     auditLog: s.auditLog,

@@ -21,6 +21,7 @@ import {
 } from '../server/index.js';
 import type { TlsMaterial } from '../server/index.js';
 import { ComputePool, SignerService } from '../signer/index.js';
+import { PsbtSignerService } from '../signer/psbt-service.js';
 import { CliError, wantsHelp } from './errors.js';
 import { parseServeArgs, serveUsage } from './serve-config.js';
 import type { ServeConfig } from './serve-config.js';
@@ -107,6 +108,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
 
   let server: DaemonServer;
   let signer: SignerService;
+  let psbt: PsbtSignerService;
   try {
     // The signing arithmetic's worker threads (each builds its tables, ~0.2 s, in parallel).
     // Closed after the signer, so nothing is mid-call when the workers go.
@@ -121,7 +123,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     // Reads everything lazily at scrape time: the signer's counters, the token's errors and
     // reconnects; DaemonServer wires in health.
     const metrics = new Metrics({
-      openSessions: () => signer.openSessions(),
+      openSessions: () => signer.openSessions() + psbt.openSessions(),
       signerCounters: () => signer.counters,
       keystoreStats: () => keystore.stats,
     });
@@ -136,6 +138,18 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       compute,
     });
     closers.push({ name: 'signer', close: () => signer.close() });
+    // Transactions: the same keystore, ledger, pool and counters (so metrics and alarms cover both).
+    psbt = new PsbtSignerService({
+      keystore,
+      ledger,
+      limits: { maxPsbtBytes: config.maxPsbtBytes, maxInputs: config.maxPsbtInputs },
+      sessionTtlMs: config.sessionTtlMs,
+      maxOpenNonces: config.maxSessions,
+      counters: signer.counters,
+      logger,
+      compute,
+    });
+    closers.push({ name: 'PSBT signer', close: () => psbt.close() });
 
     let audit: AuditLog | undefined;
     if (config.auditLog) {
@@ -169,6 +183,8 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       metrics,
       acl,
       audit,
+      psbt,
+      psbtLimits: { maxPsbtBytes: config.maxPsbtBytes, maxInputs: config.maxPsbtInputs },
     });
   } catch (err) {
     // Also as a JSON line, for log pipelines that read only those (our messages carry no secret).
@@ -185,7 +201,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     async stop() {
       const { forced } = await server.shutdown(config.shutdownGraceMs);
       // SignerService.close() wipes every secret nonce still held; the keystore and ledger follow.
-      const sessionsWiped = signer.openSessions();
+      const sessionsWiped = signer.openSessions() + psbt.openSessions();
       await closeAll();
       logger.info({ forced, sessionsWiped }, 'stopped');
       return { forced, sessionsWiped };

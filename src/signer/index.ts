@@ -22,3 +22,13 @@ export { DEFAULT_LIMITS, MAX_KEY_ID_LENGTH, SESSION_ID_BYTES } from './validate.
 export type { RequestLimits } from './validate.js';
 export { contextDigest, bindingDigest } from './digest.js';
 export type { SigningContext, SigningPath } from './digest.js';
+export { PsbtSignerService, ledgerSessionId } from './psbt-service.js';
+export type {
+  PsbtDeterministicSignRequest,
+  PsbtDeterministicSignResult,
+  PsbtNonceGenRequest,
+  PsbtNonceGenResult,
+  PsbtServiceOptions,
+  PsbtSignRequest,
+  PsbtSignResult,
+} from './psbt-service.js';
