@@ -8,6 +8,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'verify FILE: check the hash chain of an audit log and name the first bad line',
     load: async () => (await import('./audit.js')).runAudit,
   },
+  descriptor: {
+    summary: 'address --descriptor D --index I [--change]: the address a musig() descriptor derives',
+    load: async () => (await import('./descriptor.js')).runDescriptor,
+  },
   demo: {
     summary: 'run a local 3-signer MuSig2 session in process and verify it',
     load: async () => (await import('./demo.js')).runDemo,
@@ -19,6 +23,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   keys: {
     summary: 'create, import (hex secret on stdin) or list the keys sealed in the PKCS#11 token',
     load: async () => (await import('./keys.js')).runKeys,
+  },
+  psbt: {
+    summary: 'update (BIP373 fields from a descriptor) or sign (a whole session over a PSBT) a transaction',
+    load: async () => (await import('./psbt.js')).runPsbt,
   },
   serve: {
     summary: 'run the signer daemon (gRPC Signer and Aggregator, health, reflection)',
