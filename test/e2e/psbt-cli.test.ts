@@ -15,7 +15,7 @@ import { fromHex, hex, verifyWithBitcoinjs } from './psbt-fixture.js';
 let token: Token;
 let daemon: Daemon;
 const KEYS = ['k1', 'k2', 'k3'];
-let pubkeys: Uint8Array[] = [];
+const pubkeys: Uint8Array[] = [];
 
 beforeAll(async () => {
   token = await makeToken();
