@@ -672,6 +672,9 @@ export class PsbtSignerService {
       const row = rows[k];
       const p = plan.inputs[k]!;
       if (row === null || row === undefined || extra !== null) throw this.reuseAttempt(first.keyId, first.pubnonce, hex(sessionId), 'ledger');
+      // Another nonce of ours in the PSBT: another session's transaction, not a retry of this one.
+      const ours = allNonces(tx, p)?.[p.participants.findIndex((pk) => equal(pk, key.publicKey))];
+      if (ours !== undefined && !equal(ours, row.pubnonce)) throw this.reuseAttempt(first.keyId, row.pubnonce, hex(sessionId), 'ledger');
       const aggnonce = this.aggnonceFor(tx, p, key.publicKey, row.pubnonce);
       const digest = contextDigest({ path: 'random', keyId: first.keyId, nonce: aggnonce, pubkeys: p.participants, tweaks: p.tweaks, message: p.sighash });
       if (!equal(row.digest, digest)) throw this.reuseAttempt(first.keyId, row.pubnonce, hex(sessionId), 'ledger');
