@@ -70,8 +70,10 @@ function hasPostgres() {
   }
 }
 
-// `npm test` (pretest) needs PostgreSQL for the shared-ledger tests; `npm start` does not.
+// `npm test` (pretest) and `npm run bench` (--postgres) need PostgreSQL for the shared-ledger
+// tests and benchmark; `npm start` does not. build, lint and typecheck need only npm packages.
+const npmOnly = process.argv.includes('--npm-only');
 const wantPostgres = process.argv.includes('--postgres') || process.env.npm_lifecycle_event === 'pretest';
-ensureSoftHsm();
-if (wantPostgres && !hasPostgres()) aptInstall(['postgresql']);
+if (!npmOnly) ensureSoftHsm();
+if (!npmOnly && wantPostgres && !hasPostgres()) aptInstall(['postgresql']);
 ensureNpmPackages();
