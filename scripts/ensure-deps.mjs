@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Installs whatever `npm start` and `npm test` need and is missing: npm packages (from the
-// lockfile), SoftHSM2 from Debian and, for the tests, Debian's PostgreSQL server. Plain
+// lockfile), SoftHSM2 from Debian and, for the tests, Debian's PostgreSQL server and protoc. Plain
 // JavaScript, because it runs before node_modules exists.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -75,5 +75,10 @@ function hasPostgres() {
 const npmOnly = process.argv.includes('--npm-only');
 const wantPostgres = process.argv.includes('--postgres') || process.env.npm_lifecycle_event === 'pretest';
 if (!npmOnly) ensureSoftHsm();
-if (!npmOnly && wantPostgres && !hasPostgres()) aptInstall(['postgresql']);
+// The tests also compile the contract with protoc, the oracle for server reflection.
+const wantTestTools = process.env.npm_lifecycle_event === 'pretest';
+const testPackages = [];
+if (!npmOnly && wantPostgres && !hasPostgres()) testPackages.push('postgresql');
+if (!npmOnly && wantTestTools && !existsSync('/usr/bin/protoc')) testPackages.push('protobuf-compiler');
+if (testPackages.length > 0) aptInstall(testPackages);
 ensureNpmPackages();
