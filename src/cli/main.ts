@@ -20,6 +20,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'create, import (hex secret on stdin) or list the keys sealed in the PKCS#11 token',
     load: async () => (await import('./keys.js')).runKeys,
   },
+  policy: {
+    summary: 'hash FILE: check a signing-policy file and print its policy hash',
+    load: async () => (await import('./policy.js')).runPolicy,
+  },
   serve: {
     summary: 'run the signer daemon (gRPC Signer and Aggregator, health, reflection)',
     load: async () => (await import('./serve.js')).runServe,
