@@ -66,7 +66,7 @@ export function parseStrictJson(text: string): JsonValue {
         skip();
         const at = pos;
         const raw = match(STRING);
-        if (raw === undefined) throw syntax('expected a member name in double quotes');
+        if (raw === undefined) throw syntax(text[pos] === '}' ? 'a trailing comma' : 'expected a member name in double quotes');
         const name = JSON.parse(raw) as string;
         if (obj.has(name)) throw new PolicyError(childPath(path, name), `duplicate field (at ${where(at)})`);
         skip();
@@ -94,6 +94,8 @@ export function parseStrictJson(text: string): JsonValue {
         return arr;
       }
       for (;;) {
+        skip();
+        if (arr.length > 0 && text[pos] === ']') throw syntax('a trailing comma');
         arr.push(value(childPath(path, arr.length), depth + 1));
         skip();
         if (text[pos] === ',') {
