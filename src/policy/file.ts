@@ -22,7 +22,8 @@ export const MAX_POLICY_BYTES = 1 << 20;
 /** Key ids follow the keystore's label rule; rule names use the same characters. */
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 const XONLY_HEX = /^[0-9a-fA-F]{64}$/;
-const WALLET_RE = /^(?:tr|rawtr)\([\x21-\x7e]*musig\([\x21-\x7e]*\)$/;
+/** Shape only (BIP390: musig() inside tr() or rawtr(), optional BIP380 checksum); ParseOptions.checkWallet parses. */
+const WALLET_RE = /^(?:tr|rawtr)\([\x21-\x7e]*musig\([\x21-\x7e]*\)(?:#[a-z0-9]{8})?$/;
 
 /** Taproot sighash types (BIP341) by the names a policy uses. */
 export const SIGHASH_TYPES = {
