@@ -7,11 +7,15 @@ import { describe, expect, it } from 'vitest';
 import { loadPolicy, parsePolicy, PolicyError, SIGHASH_TYPES } from '../../src/policy/index.js';
 import { approver, hex, policyOf } from './helpers.js';
 
+// Policy documents are untyped JSON that each case edits freely.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Doc = Record<string, any>;
+
 const A = approver('a').hex;
 const B = approver('b').hex;
 
 /** A valid document touching every field, to mutate. */
-function full(): Record<string, any> {
+function full(): Doc {
   return {
     version: 1,
     network: 'bitcoin',
@@ -50,13 +54,13 @@ function loadError(text: string): string {
   throw new Error('the policy loaded, but it should not have');
 }
 
-function mutated(edit: (doc: Record<string, any>) => void): string {
+function mutated(edit: (doc: Doc) => void): string {
   const doc = full();
   edit(doc);
   return JSON.stringify(doc);
 }
 
-const rule0 = (d: Record<string, any>): Record<string, any> => d.keys.treasury.rules[0];
+const rule0 = (d: Doc): Doc => d.keys.treasury.rules[0];
 
 describe('loading', () => {
   it('loads a document with every field, and fills the defaults', () => {
@@ -91,7 +95,7 @@ describe('loading', () => {
   });
 
   // Each case: what to change, and the message the loader must give (path first).
-  const refused: [string, string | ((d: Record<string, any>) => void), RegExp][] = [
+  const refused: [string, string | ((d: Doc) => void), RegExp][] = [
     ['unknown top-level field', (d) => (d.extra = 1), /^extra: unknown field$/],
     ['unknown key field', (d) => (d.keys.treasury.rulez = []), /^keys\["treasury"\]\.rulez: unknown field$/],
     ['misspelt rule field', (d) => (d.keys.treasury.rules[1].max_amont = 1), /^keys\["treasury"\]\.rules\[1\]\.max_amont: unknown field$/],
@@ -239,7 +243,7 @@ describe('the policy hash', () => {
     expect(parsePolicy(text).hashHex).toBe(baseHash);
   });
 
-  const changes: [string, (d: Record<string, any>) => void][] = [
+  const changes: [string, (d: Doc) => void][] = [
     ['a key id', (d) => ((d.keys.cold = d.keys.hot), delete d.keys.hot)],
     ['a key added', (d) => (d.keys.other = { rules: [] })],
     ['allow_raw_message', (d) => (d.keys.hot.allow_raw_message = false)],
