@@ -4,6 +4,8 @@
 import { readFile } from 'node:fs/promises';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
+import { parseDescriptor } from '../descriptor/index.js';
+import type { Descriptor } from '../descriptor/index.js';
 import { destinationScript, NETWORKS } from './address.js';
 import type { PolicyNetwork } from './address.js';
 import { PolicyError } from './errors.js';
@@ -22,7 +24,7 @@ export const MAX_POLICY_BYTES = 1 << 20;
 /** Key ids follow the keystore's label rule; rule names use the same characters. */
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 const XONLY_HEX = /^[0-9a-fA-F]{64}$/;
-/** Shape only (BIP390: musig() inside tr() or rawtr(), optional BIP380 checksum); ParseOptions.checkWallet parses. */
+/** The shape the schema also checks (BIP390: musig() inside tr() or rawtr(), optional BIP380 checksum); then it is parsed. */
 const WALLET_RE = /^(?:tr|rawtr)\([\x21-\x7e]*musig\([\x21-\x7e]*\)(?:#[a-z0-9]{8})?$/;
 
 /** Taproot sighash types (BIP341) by the names a policy uses. */
@@ -63,8 +65,10 @@ export interface Rule {
 
 export interface KeyPolicy {
   readonly keyId: string;
-  /** BIP390 musig() descriptors this key signs for; change is re-derived from them. */
+  /** BIP390 musig() descriptors this key signs for, as written; change is re-derived from them. */
   readonly wallets: readonly string[];
+  /** The same descriptors, parsed (src/descriptor), in the same order. */
+  readonly descriptors: readonly Descriptor[];
   /** Whether NonceGen/Sign/DeterministicSign on an opaque message are allowed (default false). */
   readonly allowRawMessage: boolean;
   /** Ordered; the first rule that matches allows. Empty = sign no transaction. */
@@ -85,7 +89,7 @@ export interface Policy {
 }
 
 export interface ParseOptions {
-  /** Checks one wallet descriptor fully (the descriptor parser); throw an Error saying why it is bad. */
+  /** A further check of each wallet, after it parsed as a descriptor; throw an Error saying why it is bad. */
   checkWallet?: (descriptor: string, network: PolicyNetwork) => void;
 }
 
@@ -286,10 +290,12 @@ function parseKey(v: JsonValue, path: string, keyId: string, network: PolicyNetw
 
   const wp = childPath(path, 'wallets');
   const wallets = o.get('wallets') === undefined ? [] : array(o.get('wallets')!, wp, 0).map((w, i) => string(w, childPath(wp, i)));
-  wallets.forEach((w, i) => {
+  const descriptors = wallets.map((w, i) => {
     if (!WALLET_RE.test(w)) fail(childPath(wp, i), 'must be a BIP390 descriptor: tr(musig(...)...) or rawtr(musig(...)...), no spaces');
     try {
+      const descriptor = parseDescriptor(w);
       options.checkWallet?.(w, network);
+      return descriptor;
     } catch (err) {
       fail(childPath(wp, i), (err as Error).message);
     }
@@ -309,7 +315,7 @@ function parseKey(v: JsonValue, path: string, keyId: string, network: PolicyNetw
     rp,
   );
   c.rules = rules.map((r) => r.canonical);
-  return { value: { keyId, wallets, allowRawMessage, rules: rules.map((r) => r.value) }, canonical: c };
+  return { value: { keyId, wallets, descriptors, allowRawMessage, rules: rules.map((r) => r.value) }, canonical: c };
 }
 
 /** Parses and checks a policy document; a PolicyError names the first bad field. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { loadPolicy, parsePolicy, PolicyError, SIGHASH_TYPES } from '../../src/policy/index.js';
-import { approver, hex, policyOf } from './helpers.js';
+import { approver, hex, policyOf, WALLET_A, WALLET_B } from './helpers.js';
 
 // Policy documents are untyped JSON that each case edits freely.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -23,7 +23,7 @@ function full(): Doc {
     keys: {
       treasury: {
         comment: 'cold',
-        wallets: ['tr(musig(xpubA,xpubB)/<0;1>/*)'],
+        wallets: [WALLET_A],
         allow_raw_message: false,
         rules: [
           {
@@ -69,7 +69,8 @@ describe('loading', () => {
     expect([...p.keys.keys()]).toEqual(['treasury', 'hot']);
     const t = p.keys.get('treasury')!;
     expect(t.allowRawMessage).toBe(false);
-    expect(t.wallets).toEqual(['tr(musig(xpubA,xpubB)/<0;1>/*)']);
+    expect(t.wallets).toEqual([WALLET_A]);
+    expect(t.descriptors.map((d) => [d.type, d.branches, d.ranged])).toEqual([['tr', 2, true]]);
     const r = t.rules[0]!;
     expect(r.maxAmount).toBe(100_000_000n);
     expect(r.perPeriod).toEqual({ amount: 500_000_000n, periodSeconds: 86_400 });
@@ -146,6 +147,8 @@ describe('loading', () => {
     ['no approver keys', (d) => (rule0(d).approvals.keys = []), /approvals\.keys: must have at least 1 item$/],
     ['a wallet that is not musig()', (d) => (d.keys.treasury.wallets = ['wpkh(xpub/0/*)']), /wallets\[0\]: must be a BIP390 descriptor/],
     ['a repeated wallet', (d) => d.keys.treasury.wallets.push(d.keys.treasury.wallets[0]), /wallets\[1\]: repeats item 0$/],
+    ['a wallet that does not parse', (d) => (d.keys.treasury.wallets = ['tr(musig(xpubA,xpubB)/<0;1>/*)']), /^keys\["treasury"\]\.wallets\[0\]: bad extended key/],
+    ['a wallet with a wrong checksum', (d) => (d.keys.treasury.wallets = [WALLET_B.replace('#qnka3q97', '#qnka3q98')]), /wallets\[0\]: bad checksum 'qnka3q98', expected 'qnka3q97'$/],
     ['a comment that is not a string', (d) => (rule0(d).comment = 5), /rules\[0\]\.comment: must be a string, not a number$/],
   ];
   it.each(refused)('refuses %s, naming it', (_what, edit, message) => {
@@ -177,9 +180,9 @@ describe('loading', () => {
 
   it('runs the descriptor check it is given, naming the wallet', () => {
     const checkWallet = (d: string): void => {
-      if (d.includes('xpubB')) throw new Error('bad key xpubB');
+      if (d.includes('xpub68NZ')) throw new Error('bad key xpub68NZ');
     };
-    expect(() => parsePolicy(JSON.stringify(full()), { checkWallet })).toThrow(/^keys\["treasury"\]\.wallets\[0\]: bad key xpubB$/);
+    expect(() => parsePolicy(JSON.stringify(full()), { checkWallet })).toThrow(/^keys\["treasury"\]\.wallets\[0\]: bad key xpub68NZ$/);
   });
 
   it('loadPolicy names the file, and refuses unreadable, non-UTF-8 and oversized files', async () => {
@@ -247,7 +250,7 @@ describe('the policy hash', () => {
     ['a key id', (d) => ((d.keys.cold = d.keys.hot), delete d.keys.hot)],
     ['a key added', (d) => (d.keys.other = { rules: [] })],
     ['allow_raw_message', (d) => (d.keys.hot.allow_raw_message = false)],
-    ['a wallet', (d) => (d.keys.treasury.wallets = ['tr(musig(xpubA,xpubC)/<0;1>/*)'])],
+    ['a wallet', (d) => (d.keys.treasury.wallets = [WALLET_B])],
     ['rule order', (d) => d.keys.treasury.rules.reverse()],
     ['a rule name', (d) => (rule0(d).name = 'payroll2')],
     ['a rule removed', (d) => d.keys.treasury.rules.pop()],
