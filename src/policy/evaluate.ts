@@ -11,6 +11,9 @@ import { PolicyRequestError } from './errors.js';
 import type { Policy, Rule } from './file.js';
 import { periodStart, velocityAllows } from './velocity.js';
 
+/** Most approvals one request may carry: each may cost a signature verification (about 1 ms). */
+export const MAX_APPROVALS = 64;
+
 export type PolicyReason =
   | 'POLICY_NO_KEY'
   | 'POLICY_RAW_MESSAGE'
@@ -104,6 +107,7 @@ function checkRequest(r: PsbtRequest): void {
   if (typeof r.fee !== 'bigint' || r.fee < 0n) bad('fee must be a non-negative bigint');
   if (!Array.isArray(r.sighashTypes) || r.sighashTypes.some((t) => !Number.isInteger(t) || t < 0 || t > 255)) bad('sighashTypes must be bytes');
   if (!Array.isArray(r.approvals)) bad('approvals must be an array');
+  if (r.approvals.length > MAX_APPROVALS) bad(`at most ${MAX_APPROVALS} approvals`);
   if (!Number.isSafeInteger(r.now) || r.now < 0) bad('now must be whole, non-negative Unix seconds');
 }
 
@@ -111,7 +115,10 @@ const hexByte = (t: number): string => `0x${t.toString(16).padStart(2, '0')}`;
 
 type RuleOutcome = { ok: true; charge?: VelocityCharge } | { ok: false; reason: PolicyReason; detail: string };
 
-function checkRule(policy: Policy, rule: Rule, r: PsbtRequest, sent: bigint): RuleOutcome {
+/** The approvers of the key's rules who validly approved, verified once per evaluation and only when a rule asks. */
+type ApproverSet = () => ReadonlySet<string>;
+
+function checkRule(policy: Policy, rule: Rule, r: PsbtRequest, sent: bigint, approvedBy: ApproverSet): RuleOutcome {
   const no = (reason: PolicyReason, detail: string): RuleOutcome => ({ ok: false, reason, detail });
 
   const badSighash = r.sighashTypes.find((t) => !rule.sighashTypes.has(t));
@@ -137,7 +144,8 @@ function checkRule(policy: Policy, rule: Rule, r: PsbtRequest, sent: bigint): Ru
   }
 
   if (rule.approvals) {
-    const got = validApprovers(r.approvals, rule.approvals.keys, r.unsignedTxid, policy.hash).size;
+    const approved = approvedBy();
+    const got = rule.approvals.keys.filter((k) => approved.has(bytesToHex(k))).length;
     if (got < rule.approvals.min) {
       return no('POLICY_APPROVALS', `${got} valid approval${got === 1 ? '' : 's'} for this transaction and policy, ${rule.approvals.min} needed`);
     }
@@ -178,9 +186,20 @@ export function evaluate(policy: Policy, keyId: string, request: PolicyRequest):
   if (key.rules.length === 0) {
     return { allowed: false, reason: 'POLICY_NO_RULES', detail: `key '${keyId}' has no rules: it signs no transaction`, failures: [], amountSent };
   }
+  let approved: ReadonlySet<string> | undefined;
+  const approvedBy: ApproverSet = () => {
+    // Only keys some rule names are verified, so unknown approvals cost nothing.
+    approved ??= validApprovers(
+      request.approvals,
+      key.rules.flatMap((rule) => rule.approvals?.keys ?? []),
+      request.unsignedTxid,
+      policy.hash,
+    );
+    return approved;
+  };
   const failures: RuleFailure[] = [];
   for (const rule of key.rules) {
-    const outcome = checkRule(policy, rule, request, amountSent);
+    const outcome = checkRule(policy, rule, request, amountSent, approvedBy);
     if (outcome.ok) return { allowed: true, rule: rule.name, amountSent, ...(outcome.charge ? { charge: outcome.charge } : {}) };
     failures.push({ rule: rule.name, reason: outcome.reason, detail: outcome.detail });
   }

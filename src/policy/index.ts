@@ -5,7 +5,7 @@ export type { PolicyNetwork } from './address.js';
 export { APPROVAL_TAG, approvalMessage, signApproval, validApprovers } from './approval.js';
 export type { Approval } from './approval.js';
 export { PolicyError, PolicyRequestError } from './errors.js';
-export { evaluate } from './evaluate.js';
+export { evaluate, MAX_APPROVALS } from './evaluate.js';
 export type { Decision, PolicyReason, PolicyRequest, PsbtRequest, RawMessageRequest, RuleFailure, TxOutput, VelocityCharge } from './evaluate.js';
 export {
   DEFAULT_SIGHASH_TYPES,

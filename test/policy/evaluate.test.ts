@@ -214,6 +214,17 @@ describe('approvals', () => {
     expect(refusal(decide([sign(a), short, junk])).reason).toBe('POLICY_APPROVALS');
   });
 
+  it("counts for a rule only that rule's approvers", () => {
+    const two = oneKey([
+      { name: 'by-a', approvals: { keys: [a.hex], min: 1 } },
+      { name: 'by-b', approvals: { keys: [b.hex], min: 1 } },
+    ]);
+    const byB = signApproval(b.secret, TXID, two.hash);
+    const d = evaluate(two, 'k', psbt({ approvals: [byB] }));
+    expect(d).toMatchObject({ allowed: true, rule: 'by-b' });
+    expect(refusal(evaluate(two, 'k', psbt({ approvals: [signApproval(c.secret, TXID, two.hash)] })))).toEqual({ reason: 'POLICY_APPROVALS', rule: 'by-a' });
+  });
+
   it('the approval message is the BIP340 tagged hash of txid || policy hash', () => {
     const tag = createHash('sha256').update(APPROVAL_TAG).digest();
     const expected = createHash('sha256').update(tag).update(tag).update(TXID).update(p.hash).digest('hex');
@@ -351,6 +362,7 @@ describe('the request contract', () => {
     ['a negative fee', { fee: -1n }],
     ['a sighash type over 255', { sighashTypes: [256] }],
     ['a fractional time', { now: 1.5 }],
+    ['more than MAX_APPROVALS approvals', { approvals: Array.from({ length: 65 }, () => ({ pubkey: new Uint8Array(32), signature: new Uint8Array(64) })) }],
   ])('throws PolicyRequestError for %s', (_what, over) => {
     expect(() => evaluate(p, 'k', psbt(over))).toThrow(PolicyRequestError);
   });
