@@ -20,6 +20,7 @@ const SECTIONS: readonly Section[] = [
   { name: 'ledger', file: 'ledger', entry: 'benchLedger' },
   { name: 'daemon', file: 'daemon', entry: 'benchDaemon' },
   { name: 'memory', file: 'memory', entry: 'benchMemory' },
+  { name: 'policy', file: 'policy', entry: 'benchPolicy' },
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));
