@@ -309,11 +309,12 @@ function parseKey(v: JsonValue, path: string, keyId: string, network: PolicyNetw
 
   const rp = childPath(path, 'rules');
   const rules = array(o.get('rules')!, rp, 0).map((r, i) => parseRule(r, childPath(rp, i), network));
-  unique(
-    rules.map((r) => r.value.name),
-    (n) => n,
-    rp,
-  );
+  const firstWithName = new Map<string, number>();
+  rules.forEach((r, i) => {
+    const first = firstWithName.get(r.value.name);
+    if (first !== undefined) fail(childPath(childPath(rp, i), 'name'), `${JSON.stringify(r.value.name)} is already the name of rules[${first}]`);
+    firstWithName.set(r.value.name, i);
+  });
   c.rules = rules.map((r) => r.canonical);
   return { value: { keyId, wallets, descriptors, allowRawMessage, rules: rules.map((r) => r.value) }, canonical: c };
 }
@@ -321,11 +322,15 @@ function parseKey(v: JsonValue, path: string, keyId: string, network: PolicyNetw
 /** Parses and checks a policy document; a PolicyError names the first bad field. */
 export function parsePolicy(text: string, options: ParseOptions = {}): Policy {
   const top = object(parseStrictJson(text), '', ['version', 'network', 'keys', 'comment'], ['version', 'network', 'keys']);
-  const version = integer(top.get('version')!, 'version', 1n, 1n, 'versions');
+  const versionValue = top.get('version')!;
+  if (!(versionValue instanceof JsonNumber) || versionValue.text !== '1') {
+    fail('version', `must be 1, not ${versionValue instanceof JsonNumber ? versionValue.text : kind(versionValue)}`);
+  }
+  const version = 1;
   const networkText = string(top.get('network')!, 'network');
   if (!(NETWORKS as readonly string[]).includes(networkText)) fail('network', `must be one of ${NETWORKS.join(', ')}, not ${JSON.stringify(networkText)}`);
   const network = networkText as PolicyNetwork;
-  const c: Record<string, CanonicalValue> = { version: Number(version), network };
+  const c: Record<string, CanonicalValue> = { version, network };
   optionalComment(top, '', c);
 
   const keysObj = top.get('keys')!;
