@@ -35,7 +35,8 @@ COPY src ./src
 COPY bin ./bin
 COPY softhsm ./softhsm
 COPY docker ./docker
-RUN npm run build \
+# --ignore-scripts: the packages are installed above; prebuild's ensure-deps is for plain clones.
+RUN npm run --ignore-scripts build \
  && npm prune --omit=dev \
  && npm cache clean --force \
  && node -e "require('better-sqlite3'); require('pkcs11js')"

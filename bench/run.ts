@@ -21,6 +21,7 @@ const SECTIONS: readonly Section[] = [
   { name: 'daemon', file: 'daemon', entry: 'benchDaemon' },
   { name: 'memory', file: 'memory', entry: 'benchMemory' },
   { name: 'psbt', file: 'psbt', entry: 'benchPsbt' },
+  { name: 'policy', file: 'policy', entry: 'benchPolicy' },
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Installs whatever `npm start` and `npm test` need and is missing: npm packages (from the
-// lockfile), SoftHSM2 from Debian and, for the tests, Debian's PostgreSQL server. Plain
+// lockfile), SoftHSM2 from Debian and, for the tests, Debian's PostgreSQL server and protoc. Plain
 // JavaScript, because it runs before node_modules exists.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -70,8 +70,15 @@ function hasPostgres() {
   }
 }
 
-// `npm test` (pretest) needs PostgreSQL for the shared-ledger tests; `npm start` does not.
+// `npm test` (pretest) and `npm run bench` (--postgres) need PostgreSQL for the shared-ledger
+// tests and benchmark; `npm start` does not. build, lint and typecheck need only npm packages.
+const npmOnly = process.argv.includes('--npm-only');
 const wantPostgres = process.argv.includes('--postgres') || process.env.npm_lifecycle_event === 'pretest';
-ensureSoftHsm();
-if (wantPostgres && !hasPostgres()) aptInstall(['postgresql']);
+if (!npmOnly) ensureSoftHsm();
+// The tests also compile the contract with protoc, the oracle for server reflection.
+const wantTestTools = process.env.npm_lifecycle_event === 'pretest';
+const testPackages = [];
+if (!npmOnly && wantPostgres && !hasPostgres()) testPackages.push('postgresql');
+if (!npmOnly && wantTestTools && !existsSync('/usr/bin/protoc')) testPackages.push('protobuf-compiler');
+if (testPackages.length > 0) aptInstall(testPackages);
 ensureNpmPackages();

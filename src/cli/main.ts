@@ -24,6 +24,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'create, import (hex secret on stdin) or list the keys sealed in the PKCS#11 token',
     load: async () => (await import('./keys.js')).runKeys,
   },
+  policy: {
+    summary: 'hash FILE: check a signing-policy file and print its policy hash',
+    load: async () => (await import('./policy.js')).runPolicy,
+  },
   psbt: {
     summary: 'update (BIP373 fields from a descriptor) or sign (a whole session over a PSBT) a transaction',
     load: async () => (await import('./psbt.js')).runPsbt,

@@ -2,7 +2,6 @@
 // port. Plaintext is refused on non-loopback addresses unless the caller explicitly allows it.
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from 'pino';
 import { AGGREGATOR_SERVICE, loadPackageDefinition, SIGNER_SERVICE } from '../protocol/contract.js';
 import type { AuditLog } from '../audit/index.js';
@@ -10,6 +9,7 @@ import { accessControl } from './access.js';
 import type { AccessRules } from './acl.js';
 import { aggregatorHandlers } from './aggregator.js';
 import { HealthMonitor } from './health.js';
+import { contractReflectionService } from './reflection.js';
 import type { HealthSource } from './health.js';
 import { formatListenAddress, isLoopbackHost, parseListenAddress } from './listen.js';
 import type { Metrics } from './metrics.js';
@@ -172,7 +172,7 @@ export class DaemonServer {
       PsbtFinalize: unary('PsbtFinalize', ctx, psbtAggregator.psbtFinalize),
     });
     health.implementation.addToServer(server);
-    new ReflectionService(packageDefinition).addToServer(server);
+    contractReflectionService().addToServer(server);
 
     const credentials = opts.tls
       ? ServerCredentials.createSsl(

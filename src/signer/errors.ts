@@ -78,6 +78,15 @@ function requestField(argument: string | undefined): string {
     .replace(/\.tweak$/, '');
 }
 
+/** musig2's message without its leading argument name, which the field prefix already gives. */
+function withoutArgumentName(message: string, argument: string | undefined): string {
+  if (argument === undefined || !message.startsWith(argument)) return message;
+  const rest = message.slice(argument.length);
+  if (rest.startsWith(': ')) return rest.slice(2);
+  if (rest.startsWith(' ')) return rest.slice(1);
+  return message;
+}
+
 /**
  * Map any error to a SignerError. `alreadyMapped` errors pass through. Ledger reuse and
  * collision errors are mapped here, but alarming on them is the service's job.
@@ -103,7 +112,7 @@ export function toSignerError(err: unknown): SignerError {
     }
     // musig2's messages name the argument and the expected length and never carry values.
     const field = /aggregate public key/.test(err.message) ? 'pubkeys' : requestField(err.argument);
-    return new SignerError('INVALID_ARGUMENT', `${field}: ${err.message}`, { field });
+    return new SignerError('INVALID_ARGUMENT', `${field}: ${withoutArgumentName(err.message, err.argument)}`, { field });
   }
   if (err instanceof Musig2Error) {
     return new SignerError('INTERNAL', 'the partial signature failed self-verification and was not released');

@@ -1,10 +1,7 @@
 // Full sessions over gRPC: two daemon processes on their own SoftHSM2 tokens and SQLite ledgers,
 // 1 to 5 signers spread over them, plain and BIP341 TapTweak tweaks, every final signature
-// checked with BIP340 verify; the `sign` CLI; the Aggregator RPCs; health and reflection.
-import { join } from 'node:path';
-import { credentials, loadPackageDefinition, status as Status } from '@grpc/grpc-js';
-import type { ClientDuplexStream } from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+// checked with BIP340 verify; the `sign` CLI; the Aggregator RPCs; health (reflection: reflection.test.ts).
+import { status as Status } from '@grpc/grpc-js';
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { randomBytes } from '@noble/hashes/utils.js';
@@ -12,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AggregatorClient, ClientError, runSession, SignerClient } from '../../src/client/index.js';
 import type { SessionSigner, Tweak } from '../../src/client/index.js';
 import { nonceAgg } from '../../src/musig2/index.js';
-import { createKey, Daemon, fromHex, hex, makeToken, removeToken, ROOT, runCli } from './harness.js';
+import { createKey, Daemon, fromHex, hex, makeToken, removeToken, runCli } from './harness.js';
 import type { Token } from './harness.js';
 
 function taggedHash(tag: string, ...parts: Uint8Array[]): Uint8Array {
@@ -190,48 +187,12 @@ describe('the sign command', () => {
   });
 });
 
-describe('health and reflection', () => {
+describe('health', () => {
   it('reports SERVING for the overall server and both services', async () => {
     for (const c of clients) {
       expect(await c.health()).toBe('SERVING');
       expect(await c.health('musig2.signer.v1.Signer')).toBe('SERVING');
       expect(await c.health('musig2.signer.v1.Aggregator')).toBe('SERVING');
-    }
-  });
-
-  it('lists both services and describes the Signer service over server reflection', async () => {
-    const protoPath = join(ROOT, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
-    const pkg = loadPackageDefinition(protoLoader.loadSync(protoPath, { keepCase: true, defaults: true })) as unknown as {
-      grpc: { reflection: { v1: { ServerReflection: new (addr: string, creds: ReturnType<typeof credentials.createInsecure>) => ReflectionStub } } };
-    };
-    interface ReflectionStub {
-      ServerReflectionInfo(): ClientDuplexStream<object, Record<string, unknown>>;
-      close(): void;
-    }
-    const stub = new pkg.grpc.reflection.v1.ServerReflection(daemons[0]!.address, credentials.createInsecure());
-    try {
-      const ask = (req: object) =>
-        new Promise<Record<string, unknown>>((resolve, reject) => {
-          const call = stub.ServerReflectionInfo();
-          call.on('data', (res) => {
-            resolve(res);
-            call.end();
-          });
-          call.on('error', reject);
-          call.write(req);
-        });
-      const listed = (await ask({ list_services: '*' })) as { list_services_response: { service: { name: string }[] } };
-      const names = listed.list_services_response.service.map((s) => s.name);
-      expect(names).toEqual(expect.arrayContaining(['musig2.signer.v1.Signer', 'musig2.signer.v1.Aggregator']));
-
-      const described = (await ask({ file_containing_symbol: 'musig2.signer.v1.Signer' })) as {
-        file_descriptor_response: { file_descriptor_proto: Buffer[] };
-      };
-      const files = Buffer.concat(described.file_descriptor_response.file_descriptor_proto).toString('latin1');
-      expect(files).toContain('DeterministicSign');
-      expect(files).toContain('aggothernonce');
-    } finally {
-      stub.close();
     }
   });
 });

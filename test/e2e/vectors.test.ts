@@ -60,6 +60,11 @@ function expectVectorError(err: ClientError, expected: VectorError, field: RegEx
     expect(err.contribution).toEqual({ signer: expected.signer ?? 'aggregator', contribution: expected.contrib });
   } else {
     expect(err.errorInfo).toBeUndefined();
+    // The field is named once; a tweak error then gives the reference implementation's words.
+    const field = err.details.slice(0, err.details.indexOf(': '));
+    expect(field).toMatch(/^[a-z_]+(\[\d+\])?$/);
+    expect(err.details.split(field).length - 1).toBe(1);
+    if (/tweak/i.test(expected.message)) expect(err.details).toBe(`${field}: ${expected.message}`);
   }
 }
 

@@ -34,7 +34,15 @@ describe('toSignerError', () => {
     expect(toSignerError(new InvalidInputError('The tweak must be less than n.', 'tweaks[1]'))).toMatchObject({
       code: 'INVALID_ARGUMENT',
       field: 'tweaks[1]',
+      message: 'tweaks[1]: The tweak must be less than n.',
     });
+    // musig2 names the argument itself; the field prefix must not repeat it.
+    expect(toSignerError(new InvalidInputError('tweaks[0]: The tweak must be less than n.', 'tweaks[0]')).message).toBe(
+      'tweaks[0]: The tweak must be less than n.',
+    );
+    expect(toSignerError(new InvalidInputError('aggnonce must be 66 bytes, got 3 bytes', 'aggnonce')).message).toBe(
+      'aggnonce: must be 66 bytes, got 3 bytes',
+    );
     expect(toSignerError(new InvalidInputError('msg must be a Uint8Array', 'msg')).field).toBe('message');
     expect(toSignerError(new InvalidInputError('the aggregate public key is infinity')).field).toBe('pubkeys');
     const internal = toSignerError(new InvalidInputError('secnonce reused', 'secnonce'));
