@@ -81,7 +81,7 @@ export async function benchPsbt(): Promise<void> {
       return tx.toPSBT();
     };
     // Built ahead, so the client's CPU does not count against the daemon.
-    const psbts: Uint8Array[] = Array.from({ length: 400 }, nextPsbt);
+    const psbts: Uint8Array[] = Array.from({ length: 40 }, nextPsbt);
     let next = 0;
     const aggothernonce = musig2.nonceAgg(nonces[0]!);
     const raw = () => client!.deterministicSign({ keyId: 'det', aggothernonce, pubkeys: participants, tweaks, message: randomBytes(32) });
@@ -117,7 +117,12 @@ export async function benchPsbt(): Promise<void> {
       ),
     );
     console.log('');
-    console.log(markdownTable(['target', 'measured', 'result'], [['per input <= 1.2x the raw call', `${ratio.toFixed(2)}x`, ratio <= 1.2 ? 'PASS' : 'MISS']]));
+    console.log(
+      markdownTable(
+        ['target', 'measured (median of per-round ratios)', 'result'],
+        [['per input <= 1.2x the raw call', `${ratio.toFixed(2)}x (rounds: ${psbtInputRates.map((p, i) => (rawRates[i]! / p).toFixed(2)).join(', ')})`, ratio <= 1.2 ? 'PASS' : 'MISS']],
+      ),
+    );
     console.log('');
   } finally {
     client?.close();
