@@ -12,7 +12,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { SigHash, Transaction } from '@scure/btc-signer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AggregatorClient, ClientError, CulpritError, runPsbtSession, SignerClient } from '../../src/client/index.js';
-import type { PsbtParticipant } from '../../src/client/index.js';
+import type { PsbtParticipant, PsbtSessionEvent } from '../../src/client/index.js';
 import { createKey, Daemon, makeToken, removeToken } from './harness.js';
 import type { Token } from './harness.js';
 import { buildFixture, hex, scureParticipant, verifyWithBitcoinjs } from './psbt-fixture.js';
@@ -238,5 +238,33 @@ describe('refusals', () => {
     expect(err.errorInfo?.reason).toBe('MALFORMED');
     const empty = await refusal(randomClient.psbtSign({ sessionId: new Uint8Array(32), psbt: new Uint8Array(0) }));
     expect(empty.code).toBe(Status.INVALID_ARGUMENT);
+  });
+});
+
+describe('a random signer daemon restarted between the rounds', () => {
+  it('runPsbtSession restarts round 1 once, with fresh nonces, and still signs', async () => {
+    const f = fixture({ seed: 8 });
+    const scure = scureParticipant(scureSecret, f);
+    const events: PsbtSessionEvent[] = [];
+    const result = await runPsbtSession({
+      psbt: f.psbt,
+      signers: [scure, { keyId: 'random', client: randomClient }, { keyId: 'final', client: finalClient }],
+      onEvent: async (event) => {
+        events.push(event);
+        if (event.kind === 'round1' && event.attempt === 0) {
+          const port = daemons[0]!.port;
+          await daemons[0]!.stop('SIGKILL');
+          daemons[0] = await Daemon.start(tokens[0]!, { listen: `127.0.0.1:${port}` });
+        }
+      },
+    });
+    expect(result.restarts).toBe(1);
+    expect(events.map((e) => e.kind)).toEqual(['round1', 'restart', 'round1']);
+    expect(events[1]).toMatchObject({ kind: 'restart', signerIndex: 1 });
+    expect(verifyWithBitcoinjs(result.rawTx!, f.prevoutScripts, f.amounts)).toBe(5);
+    // The first attempt's nonces were abandoned, not reused.
+    const [first, second] = events.filter((e): e is Extract<PsbtSessionEvent, { kind: 'round1' }> => e.kind === 'round1');
+    const nonces = (psbt: Uint8Array) => Transaction.fromPSBT(psbt, { allowUnknownOutputs: true }).getInput(0).musig2PubNonce!.map(([, n]) => hex(n));
+    expect(nonces(second!.psbt).some((n) => nonces(first!.psbt).includes(n))).toBe(false);
   });
 });
