@@ -373,6 +373,56 @@ function deriveKey(k: KeyExpr, branch: number, index: number): DerivedKey {
 const branchHash = (a: Uint8Array, b: Uint8Array): Uint8Array =>
   (compareBytes(a, b) < 0 ? tagSchnorr('TapBranch', a, b) : tagSchnorr('TapBranch', b, a));
 
+/** A BIP341 script tree: a leaf, or a pair of subtrees (the shape is kept as given). */
+export type ScriptTree = { script: Uint8Array; leafVersion: number } | [ScriptTree, ScriptTree];
+
+export interface TaprootLeaf {
+  readonly script: Uint8Array;
+  readonly leafVersion: number;
+  readonly leafHash: Uint8Array;
+  readonly depth: number;
+  readonly controlBlock: { version: number; internalKey: Uint8Array; merklePath: Uint8Array[] };
+}
+
+export interface TaprootOutput {
+  readonly leaves: TaprootLeaf[]; // depth-first, left to right
+  readonly merkleRoot?: Uint8Array;
+  readonly tapTweak: Uint8Array;
+  readonly outputKey: Uint8Array;
+  readonly outputParity: number;
+  readonly script: Uint8Array;
+}
+
+/** BIP341 taproot_output_script with leaf hashes, merkle root, tweak and control blocks. */
+export function buildTaproot(internalKey: Uint8Array, tree?: ScriptTree): TaprootOutput {
+  type Built = { hash: Uint8Array; leaves: { leaf: Omit<TaprootLeaf, 'controlBlock'>; path: Uint8Array[] }[] };
+  const build = (t: ScriptTree, depth: number): Built => {
+    if (!Array.isArray(t)) {
+      const leafHash = tapLeafHash(t.script, t.leafVersion);
+      return { hash: leafHash, leaves: [{ leaf: { script: t.script, leafVersion: t.leafVersion, leafHash, depth }, path: [] }] };
+    }
+    const l = build(t[0], depth + 1);
+    const r = build(t[1], depth + 1);
+    for (const x of l.leaves) x.path.push(r.hash);
+    for (const x of r.leaves) x.path.push(l.hash);
+    return { hash: branchHash(l.hash, r.hash), leaves: [...l.leaves, ...r.leaves] };
+  };
+  const built = tree ? build(tree, 0) : undefined;
+  const merkleRoot = built?.hash;
+  const tapTweak = tagSchnorr('TapTweak', internalKey, merkleRoot ?? new Uint8Array(0));
+  let outputKey: Uint8Array;
+  let outputParity: number;
+  try {
+    [outputKey, outputParity] = taprootTweakPubkey(internalKey, merkleRoot ?? new Uint8Array(0));
+  } catch (e) {
+    throw new DescriptorError(`TapTweak failed: ${(e as Error).message}`);
+  }
+  const leaves = (built?.leaves ?? []).map(({ leaf, path }) => ({
+    ...leaf, controlBlock: { version: leaf.leafVersion | outputParity, internalKey, merklePath: path },
+  }));
+  return { leaves, ...(merkleRoot ? { merkleRoot } : {}), tapTweak, outputKey, outputParity, script: Uint8Array.of(0x51, 0x20, ...outputKey) };
+}
+
 /** Output script, keys, tree and tweak of a descriptor at a branch and index. */
 export function deriveAt(desc: Descriptor, at: DerivePosition = {}): DerivedOutput {
   const branch = at.branch ?? 0;
@@ -386,34 +436,16 @@ export function deriveAt(desc: Descriptor, at: DerivePosition = {}): DerivedOutp
       script: Uint8Array.of(0x51, 0x20, ...internalKey.xonly),
     };
   }
-  // Tree: leaf hashes, merkle paths, root.
-  type Built = { hash: Uint8Array; leaves: { leaf: Omit<DerivedLeaf, 'controlBlock'>; path: Uint8Array[] }[] };
-  const build = (t: TreeExpr, depth: number): Built => {
-    if (t.kind === 'leaf') {
-      const key = deriveKey(t.key, branch, index);
-      const script = Uint8Array.of(0x20, ...key.xonly, 0xac);
-      const leafHash = tapLeafHash(script, 0xc0);
-      return { hash: leafHash, leaves: [{ leaf: { key, script, leafVersion: 0xc0, leafHash, depth }, path: [] }] };
-    }
-    const l = build(t.left, depth + 1);
-    const r = build(t.right, depth + 1);
-    for (const x of l.leaves) x.path.push(r.hash);
-    for (const x of r.leaves) x.path.push(l.hash);
-    return { hash: branchHash(l.hash, r.hash), leaves: [...l.leaves, ...r.leaves] };
+  const keys: DerivedKey[] = [];
+  const toScripts = (t: TreeExpr): ScriptTree => {
+    if (t.kind === 'branch') return [toScripts(t.left), toScripts(t.right)];
+    const key = deriveKey(t.key, branch, index);
+    keys.push(key);
+    return { script: Uint8Array.of(0x20, ...key.xonly, 0xac), leafVersion: 0xc0 };
   };
-  const built = desc.tree ? build(desc.tree, 0) : undefined;
-  const merkleRoot = built?.hash;
-  const tapTweak = tagSchnorr('TapTweak', internalKey.xonly, merkleRoot ?? new Uint8Array(0));
-  let outputKey: Uint8Array;
-  let outputParity: number;
-  try {
-    [outputKey, outputParity] = taprootTweakPubkey(internalKey.xonly, merkleRoot ?? new Uint8Array(0));
-  } catch (e) {
-    throw new DescriptorError(`TapTweak failed: ${(e as Error).message}`);
-  }
-  const leaves: DerivedLeaf[] = (built?.leaves ?? []).map(({ leaf, path }) => ({
-    ...leaf, controlBlock: { version: 0xc0 | outputParity, internalKey: internalKey.xonly, merklePath: path },
-  }));
+  const tr = buildTaproot(internalKey.xonly, desc.tree ? toScripts(desc.tree) : undefined);
+  const { merkleRoot, tapTweak, outputKey, outputParity } = tr;
+  const leaves: DerivedLeaf[] = tr.leaves.map((l, i) => ({ ...l, key: keys[i] as DerivedKey }));
   return {
     type: 'tr', branch, index, internalKey, leaves, ...(merkleRoot ? { merkleRoot } : {}), tapTweak, outputKey, outputParity,
     script: Uint8Array.of(0x51, 0x20, ...outputKey),

@@ -278,6 +278,16 @@ function sighashFor(ctx: PlanContext, index: number, type: number, leaf?: { scri
 }
 
 /**
+ * The BIP341 signature hash of input `index` for any hash type, from the PSBT's own UTXOs
+ * (every input needs one). `leafScript` selects a script-path spend (leaf version 0xc0).
+ * Signing plans allow only DEFAULT and ALL; this is the general computation they use.
+ */
+export function taprootSighash(tx: Transaction, index: number, sighashType: number, leafScript?: Uint8Array): Uint8Array {
+  if (!Number.isInteger(index) || index < 0 || index >= tx.inputsLength) throw new PsbtError('MALFORMED', `no input ${index}`);
+  return sighashFor(newContext(tx), index, sighashType, leafScript === undefined ? undefined : { script: leafScript });
+}
+
+/**
  * Every MuSig2 signature the 0x1a entry (aggregate, participants) of input `index` allows: the
  * key path when the internal key (or, without one, the output key) derives from the aggregate,
  * and each `pk(K)` leaf whose K derives from it. Throws when a claimed link does not hold, or
