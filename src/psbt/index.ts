@@ -36,9 +36,13 @@ export interface PsbtLimits {
 
 export const DEFAULT_PSBT_LIMITS: PsbtLimits = Object.freeze({ maxPsbtBytes: 4 * 1024 * 1024, maxInputs: 1000, maxOutputs: 1000 });
 
-/** How scure opens every PSBT here: keep unknown and proprietary fields, accept any script. */
+/**
+ * How scure opens every PSBT here: keep unknown and proprietary fields, accept any script (an
+ * output script scure cannot decode is still a valid output; the inputs we sign are checked here).
+ */
 const TX_OPTS = {
   unknown: 'ignore',
+  disableScriptCheck: true,
   proprietary: 'ignore',
   allowUnknownOutputs: true,
   allowUnknownInputs: true,
