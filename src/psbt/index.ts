@@ -76,20 +76,18 @@ function readCompactSize(b: Uint8Array, pos: number): [number, number] {
  * (the full parse then reports the problem).
  */
 function peekCounts(b: Uint8Array): { inputs: number; outputs: number } | undefined {
+  let inputs: number | undefined;
+  let outputs: number | undefined;
   try {
     let pos = 5;
-    let inputs: number | undefined;
-    let outputs: number | undefined;
     for (;;) {
       let keyLen: number;
       [keyLen, pos] = readCompactSize(b, pos);
       if (keyLen === 0) break;
       const keyType = b[pos];
-      const keyEnd = pos + keyLen;
       let valLen: number;
-      [valLen, pos] = readCompactSize(b, keyEnd);
+      [valLen, pos] = readCompactSize(b, pos + keyLen);
       const val = b.subarray(pos, pos + valLen);
-      if (val.length !== valLen) return undefined;
       pos += valLen;
       if (keyLen !== 1) continue;
       if (keyType === 0x04) inputs = readCompactSize(val, 0)[0];
@@ -97,8 +95,8 @@ function peekCounts(b: Uint8Array): { inputs: number; outputs: number } | undefi
       if (keyType === 0x00) {
         // PSBTv0 unsigned transaction: version, input count, inputs, output count.
         const [n, afterCount] = readCompactSize(val, 4);
-        let p = afterCount;
         inputs = n;
+        let p = afterCount;
         for (let i = 0; i < n && p < val.length; i++) {
           let sl: number;
           [sl, p] = readCompactSize(val, p + 36);
@@ -107,10 +105,10 @@ function peekCounts(b: Uint8Array): { inputs: number; outputs: number } | undefi
         if (p < val.length) outputs = readCompactSize(val, p)[0];
       }
     }
-    return inputs === undefined ? undefined : { inputs, outputs: outputs ?? 0 };
   } catch {
-    return undefined;
+    // A truncated or malformed map: keep the counts read so far; the full parse reports the rest.
   }
+  return inputs === undefined && outputs === undefined ? undefined : { inputs: inputs ?? 0, outputs: outputs ?? 0 };
 }
 
 function checkLimits(inputs: number, outputs: number, limits: PsbtLimits): void {
