@@ -11,7 +11,7 @@ import { NETWORK, TEST_NETWORK, compareBytes, equalBytes, pubECDSA, tagSchnorr, 
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { getPlainPk, keyAgg, keySort } from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
-import { HARDENED_OFFSET, XPUB_VERSIONS, deriveFromAggregate } from './bip328.js';
+import { HARDENED_OFFSET, XPUB_VERSIONS, deriveMusig } from './bip328.js';
 import { descriptorChecksum } from './checksum.js';
 
 export class DescriptorError extends Error {
@@ -331,10 +331,23 @@ function resolve(path: readonly PathStep[], branch: number, index: number): numb
   });
 }
 
+// Intermediate nodes (e.g. the /0 and /1 branches) are derived once per key, not per index.
+const childCache = new WeakMap<HDKey, Map<number, HDKey>>();
+
 function deriveHd(hd: HDKey, path: readonly number[]): HDKey {
   let k = hd;
   try {
-    for (const i of path) k = k.deriveChild(i);
+    path.forEach((i, n) => {
+      if (n === path.length - 1) {
+        k = k.deriveChild(i);
+        return;
+      }
+      let children = childCache.get(k);
+      if (children === undefined) childCache.set(k, (children = new Map()));
+      let c = children.get(i);
+      if (c === undefined) children.set(i, (c = k.deriveChild(i)));
+      k = c;
+    });
   } catch (e) {
     throw new DescriptorError(`derivation failed: ${(e as Error).message}`);
   }
@@ -362,7 +375,7 @@ function deriveKey(k: KeyExpr, branch: number, index: number): DerivedKey {
   const participantOrigins = sorted.map((key) => withOrigins.find((d) => equalBytes(d.key, key))?.origin);
   const aggregate = getPlainPk(keyAgg(sorted));
   const path = resolve(k.path, branch, index);
-  const child = deriveFromAggregate(aggregate, path);
+  const child = deriveMusig(sorted, path);
   return {
     xonly: child.publicKey.subarray(1),
     compressed: child.publicKey,

@@ -11,7 +11,7 @@ export type {
 } from './descriptor.js';
 export { descriptorChecksum, addChecksum } from './checksum.js';
 export {
-  BIP328_CHAINCODE, Bip328Error, deriveFromAggregate, deriveUnhardened, keyFingerprint, syntheticHdKey, syntheticXpub,
+  BIP328_CHAINCODE, Bip328Error, deriveFromAggregate, deriveMusig, deriveUnhardened, keyFingerprint, syntheticHdKey, syntheticXpub,
 } from './bip328.js';
 export type { Derivation } from './bip328.js';
 export { updatePsbtFromDescriptor, inputFieldsFor, outputFieldsFor } from './update.js';
