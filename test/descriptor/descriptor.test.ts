@@ -97,6 +97,32 @@ describe('wallet descriptors', () => {
     expect(() => deriveAt(d, { branch: 2 })).toThrow(DescriptorError);
   });
 
+  it('multipath participants without musig() derivation (BIP390 allows it)', () => {
+    const d = parseDescriptor(`tr(musig(${XPUB_A}/<0;1>/*,${XPUB_B}/<0;1>/*))`);
+    const change = parseDescriptor(`tr(musig(${XPUB_A}/1/*,${XPUB_B}/1/*))`);
+    expect(deriveAddress(d, { branch: 1, index: 2 })).toBe(deriveAddress(change, { index: 2 }));
+    expect(deriveAt(d, { branch: 1, index: 2 }).internalKey.musig!.path).toEqual([]);
+  });
+
+  it('a tree output: the Updater writes tapTree, and the leaf key derivations carry the leaf hash', () => {
+    const d = parseDescriptor(`tr(${XPUB_A}/0/*,{pk(musig(${XPUB_A},${XPUB_B})/<0;1>/*),pk(${XPUB_B}/7)})`);
+    const out = deriveAt(d, { branch: 1, index: 1 });
+    expect(out.leaves).toHaveLength(2);
+    const tx = new Transaction({ allowUnknownOutputs: true });
+    tx.addInput({ txid: new Uint8Array(32).fill(1), index: 0, witnessUtxo: { script: out.script, amount: 10_000n } });
+    tx.addOutput({ script: out.script, amount: 9_000n });
+    const res = updatePsbtFromDescriptor(tx, d, { at: { branch: 1, index: 1 } });
+    expect(res.inputs).toHaveLength(1);
+    expect(res.outputs).toHaveLength(1);
+    const psbt = decodePsbt(encodePsbt(tx));
+    expect(psbt.getOutput(0).tapTree).toHaveLength(2);
+    const musigLeaf = out.leaves[0]!;
+    const entry = psbt.getInput(0).tapBip32Derivation!.find(([k]) => hex(k) === hex(musigLeaf.key.xonly))!;
+    expect(entry[1].der.path).toEqual([1, 1]);
+    expect(entry[1].hashes.map((h) => hex(h))).toEqual([hex(musigLeaf.leafHash)]);
+    expect(psbt.getInput(0).tapLeafScript).toHaveLength(2);
+  });
+
   it('addresses per network', () => {
     const d = parseDescriptor(WALLET);
     expect(deriveAddress(d, { index: 0 }, 'mainnet')).toMatch(/^bc1p/);

@@ -236,6 +236,11 @@ describe('minimal PSBTs', () => {
     expect(Object.keys(input).filter((k) => !['txid', 'index', 'sequence'].includes(k)).sort()).toEqual(['musig2PartialSig', 'musig2PubNonce']);
     expect(hex(input.musig2PubNonce![0]![0].aggregatePubkey)).toBe(hex(plan.keyDataKey));
     expect(hex(input.musig2PubNonce![0]![0].leafHash!)).toBe(hex(plan.leafHash!));
+    // Every participant's nonce in one minimal PSBT: still canonical.
+    const all = tx.getInput(0).musig2PubNonce!.map(([k, n]) => ({ index: 0, plan, pubNonce: { participant: k.participantPubkey, nonce: n } }));
+    const many = minimalPsbtWith(tx, all);
+    expect(hex(encodePsbt(decodePsbt(many)))).toBe(hex(many));
+    expect(decodePsbt(many).getInput(0).musig2PubNonce).toHaveLength(3);
     // The vector itself combined with our minimal PSBT is unchanged (same values).
     expect(hex(combinePsbts([encodePsbt(tx), bytes]))).toBe(hex(encodePsbt(tx)));
   });
