@@ -16,11 +16,11 @@ import { sha256x2, tagSchnorr, taprootTweakPubkey, compareBytes, equalBytes } fr
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { bytesToHex, concatBytes } from '@noble/hashes/utils.js';
 import {
-  InvalidContributionError, Musig2Error, getPlainPk, getXonlyPk, isValidAggnonce, keyAgg,
+  InvalidContributionError, getPlainPk, getXonlyPk, isValidAggnonce, keyAgg,
   keyAggAndTweak, nonceAgg, partialSigAgg, partialSigVerify,
 } from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
-import { Bip328Error, deriveMusig, keyFingerprint } from '../descriptor/bip328.js';
+import { deriveMusig, keyFingerprint } from '../descriptor/bip328.js';
 import { PsbtError, describe } from './errors.js';
 import { TaprootSighasher } from './sighash.js';
 
@@ -49,6 +49,10 @@ const TX_OPTS = {
   allowUnknownInputs: true,
   allowUnknownVersion: true,
 } as const;
+
+/** Work caps per 0x1a entry, so a small PSBT cannot ask for a huge KeyAgg or derivation. */
+export const MAX_PARTICIPANTS = 1000;
+export const MAX_DERIVATION_DEPTH = 255; // BIP32 depth is one byte
 
 const SIGHASH_DEFAULT = 0;
 const SIGHASH_ALL = 1;
@@ -211,14 +215,13 @@ function fail(reason: ConstructorParameters<typeof PsbtError>[0], inputIndex: nu
   throw new PsbtError(reason, detail, { inputIndex, participant: participant === undefined ? undefined : bytesToHex(participant) });
 }
 
-/** Reasons of musig2 failures, copied into a PsbtError for `index`. */
+/** A musig2 (or any) failure as a PsbtError for input `index`, blaming a participant when it can. */
 function fromMusig(e: unknown, index: number, reason: ConstructorParameters<typeof PsbtError>[0], participants?: readonly Uint8Array[]): never {
   if (e instanceof PsbtError) throw e;
   if (e instanceof InvalidContributionError && e.signer !== null && participants !== undefined) {
     const r = e.contrib === 'pubnonce' ? 'BAD_NONCE' : e.contrib === 'psig' ? 'BAD_PARTIAL_SIG' : reason;
     fail(r, index, describe(e), participants[e.signer]);
   }
-  if (e instanceof Musig2Error || e instanceof Bip328Error) fail(reason, index, describe(e));
   fail(reason, index, describe(e));
 }
 
@@ -241,6 +244,7 @@ function pathText(path: readonly number[]): string {
 
 /** BIP328 derivation of `target` (x-only) from the aggregate; throws DERIVATION_MISMATCH. */
 function derive(index: number, participants: Uint8Array[], aggregate: Uint8Array, path: number[], target: Uint8Array, what: string): Tweak[] {
+  if (path.length > MAX_DERIVATION_DEPTH) fail('DERIVATION_MISMATCH', index, `${what}: a derivation path of ${path.length} steps (at most ${MAX_DERIVATION_DEPTH})`);
   let derived;
   try {
     derived = deriveMusig(participants, path);
@@ -305,6 +309,7 @@ export function taprootSighash(tx: Transaction, index: number, sighashType: numb
  */
 function planEntry(ctx: PlanContext, index: number, aggregate: Uint8Array, participants: Uint8Array[]): MusigInputPlan[] {
   const input = ctx.inputs[index] as Input;
+  if (participants.length > MAX_PARTICIPANTS) fail('TOO_MANY_PARTICIPANTS', index, `${participants.length} participants in one 0x1a list, at most ${MAX_PARTICIPANTS}`);
   let plain: Uint8Array;
   try {
     plain = getPlainPk(keyAgg(participants));

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Transaction } from '@scure/btc-signer';
 import { getPlainPk, keyAgg } from '../../src/musig2/index.js';
 import {
-  DEFAULT_PSBT_LIMITS, allNonces, combinePsbts, decodePsbt, encodePsbt, minimalPsbtWith, otherNonces, planSigning,
+  DEFAULT_PSBT_LIMITS, MAX_DERIVATION_DEPTH, MAX_PARTICIPANTS, allNonces, combinePsbts, decodePsbt, encodePsbt, minimalPsbtWith, otherNonces, planSigning,
 } from '../../src/psbt/index.js';
 import { bip373, catchError, hex, unhex } from './helpers.js';
 
@@ -115,6 +115,20 @@ describe('planSigning refusals', () => {
     const list = [P[0]!, P[0]!, P[1]!];
     replace(tx, 0, { musig2ParticipantPubkeys: [[getPlainPk(keyAgg(list)), list]] });
     expect(catchError(() => planSigning(tx, P[0]!)).reason).toBe('DUPLICATE_PARTICIPANT');
+  });
+
+  it('work caps: a 0x1a list over MAX_PARTICIPANTS, a derivation path over MAX_DERIVATION_DEPTH', () => {
+    const tx = vector(KEY_AGG, 'With participant pubkeys only');
+    const huge = [P[0]!, ...Array.from({ length: MAX_PARTICIPANTS }, (_, i) => P[1 + (i % 2)]!)];
+    replace(tx, 0, { musig2ParticipantPubkeys: [[unhex(V.aggregate), huge]] });
+    expect(catchError(() => planSigning(tx, P[0]!)).reason).toBe('TOO_MANY_PARTICIPANTS');
+
+    const deep = vector(DERIVED, 'With participant pubkeys only');
+    const der = deep.getInput(0).tapBip32Derivation!.map(([k, v]) => [k, v.der.path.length ? { ...v, der: { ...v.der, path: Array(MAX_DERIVATION_DEPTH + 1).fill(1) } } : v]);
+    replace(deep, 0, { tapBip32Derivation: der });
+    const err = catchError(() => planSigning(deep, P[0]!));
+    expect(err.reason).toBe('DERIVATION_MISMATCH');
+    expect(err.message).toContain(`${MAX_DERIVATION_DEPTH + 1} steps`);
   });
 
   it('a spent output that is not P2TR', () => {
