@@ -34,7 +34,7 @@ const descriptors = [
 ];
 const positions = [{}, { branch: 0, index: 3 }, {}, {}];
 
-function makePsbt(version: 0 | 2): Uint8Array {
+function makePsbt(version: 0 | 2, sighashType: number): Uint8Array {
   const tx = new Transaction({ allowUnknownOutputs: true, PSBTVersion: version, lockTime: 0 });
   const outs = descriptors.map((d, i) => deriveAt(d, positions[i]));
   outs.forEach((o, i) => tx.addInput({ txid: sha256(Uint8Array.of(i)), index: i, sequence: 0xfffffffd, witnessUtxo: { script: o.script, amount: 100_000n + BigInt(i) } }));
@@ -43,6 +43,7 @@ function makePsbt(version: 0 | 2): Uint8Array {
   tx.addOutput({ script: deriveAt(descriptors[1]!, { branch: 1, index: 0 }).script, amount: 300_000n }); // change
   tx.addOutput({ script: Uint8Array.of(0x00, 0x14, ...new Uint8Array(20).fill(3)), amount: 170_000n });
   descriptors.forEach((d) => updatePsbtFromDescriptor(tx, d, { maxIndex: 5 }));
+  if (sighashType !== 0) for (let i = 0; i < 4; i++) tx.updateInput(i, { sighashType }, true);
   return tx.toPSBT(version);
 }
 
@@ -85,9 +86,9 @@ function round2(psbt: Uint8Array, who: number, secnonces: Map<string, Uint8Array
   return minimalPsbtWith(tx, adds);
 }
 
-describe.each([0, 2] as const)('PSBT v%i session', (version) => {
+describe.each([[0, 0], [2, 0], [0, 1]] as const)('PSBT v%i session, sighash type %i', (version, sighashType) => {
   it('two random signers, one deterministic final signer, combine, finalize, verify every input', () => {
-    const start = makePsbt(version);
+    const start = makePsbt(version, sighashType);
     const plan = planSigning(decodePsbt(start), pks[0]!);
     expect(plan.inputs.map((p) => [p.index, p.leafHash !== undefined])).toEqual([[0, false], [1, false], [2, false], [3, true]]);
     expect(plan.inputs[1]!.tweaks.filter((t) => !t.xonly)).toHaveLength(2); // BIP328 path 0/3
@@ -121,12 +122,15 @@ describe.each([0, 2] as const)('PSBT v%i session', (version) => {
     for (let i = 0; i < 5; i++) {
       const spk = final.getInput(i).witnessUtxo!.script;
       const witness = btx.ins[i]!.witness;
+      const type = i < 4 ? sighashType : 0;
+      const sig = witness[0]!;
+      expect(sig.length, `input ${i}`).toBe(type === 0 ? 64 : 65);
+      if (type !== 0) expect(sig[64]).toBe(type);
       if (witness.length === 1) {
-        expect(schnorr.verify(witness[0]!, oracleSighash(final, i, 0), spk.subarray(2)), `input ${i}`).toBe(true);
+        expect(schnorr.verify(sig.subarray(0, 64), oracleSighash(final, i, type), spk.subarray(2)), `input ${i}`).toBe(true);
       } else {
-        const [sig, script] = witness;
         const leafHash = plan.inputs[3]!.leafHash!;
-        expect(schnorr.verify(sig!, oracleSighash(final, i, 0, leafHash), script!.subarray(1, 33)), `input ${i}`).toBe(true);
+        expect(schnorr.verify(sig.subarray(0, 64), oracleSighash(final, i, type, leafHash), witness[1]!.subarray(1, 33)), `input ${i}`).toBe(true);
       }
     }
     expect(hex(encodePsbt(decodePsbt(result.psbt)))).toBe(hex(result.psbt));
