@@ -375,7 +375,12 @@ function deriveKey(k: KeyExpr, branch: number, index: number): DerivedKey {
   const participantOrigins = sorted.map((key) => withOrigins.find((d) => equalBytes(d.key, key))?.origin);
   const aggregate = getPlainPk(keyAgg(sorted));
   const path = resolve(k.path, branch, index);
-  const child = deriveMusig(sorted, path);
+  let child;
+  try {
+    child = deriveMusig(sorted, path);
+  } catch (e) {
+    throw new DescriptorError(`musig() derivation failed: ${(e as Error).message}`);
+  }
   return {
     xonly: child.publicKey.subarray(1),
     compressed: child.publicKey,
@@ -475,19 +480,33 @@ export function deriveAddress(desc: Descriptor, at: DerivePosition = {}, network
   return addressOf(deriveAt(desc, at), network);
 }
 
+// Scripts already derived per parsed descriptor, so that matching many scripts (every input and
+// output of a PSBT) costs at most one pass over the indices.
+const derivedScripts = new WeakMap<Descriptor, { upTo: number; byScript: Map<string, { branch: number; index: number }> }>();
+
 /**
- * The position (branch, index ≤ maxIndex) at which the descriptor derives `script`, or
- * undefined. A policy uses it to tell change (branch 1 of `<0;1>`) from a payment.
+ * The position (branch, index ≤ maxIndex, default 1000) at which the descriptor derives
+ * `script`, or undefined. A policy uses it to tell change (branch 1 of `<0;1>`) from a payment.
  */
 export function matchOutputScript(desc: Descriptor, script: Uint8Array, opts: { maxIndex?: number; branches?: number[] } = {}): { branch: number; index: number } | undefined {
   const maxIndex = desc.ranged ? (opts.maxIndex ?? 1000) : 0;
   const branches = opts.branches ?? [...Array(desc.branches).keys()];
-  if (script.length !== 34 || script[0] !== 0x51 || script[1] !== 0x20) return undefined;
-  for (let index = 0; index <= maxIndex; index++) {
-    for (const branch of branches) {
-      if (branch >= desc.branches) continue;
-      if (equalBytes(deriveAt(desc, { branch, index }).script, script)) return { branch, index };
+  if (!(script instanceof Uint8Array) || script.length !== 34 || script[0] !== 0x51 || script[1] !== 0x20) return undefined;
+  let memo = derivedScripts.get(desc);
+  if (memo === undefined) derivedScripts.set(desc, (memo = { upTo: -1, byScript: new Map() }));
+  const want = bytesToHex(script);
+  const accept = (pos: { branch: number; index: number } | undefined): pos is { branch: number; index: number } =>
+    pos !== undefined && pos.index <= maxIndex && branches.includes(pos.branch);
+  const known = memo.byScript.get(want);
+  if (accept(known)) return known;
+  while (memo.upTo < maxIndex) {
+    const index = ++memo.upTo;
+    for (let branch = 0; branch < desc.branches; branch++) {
+      const id = bytesToHex(deriveAt(desc, { branch, index }).script);
+      if (!memo.byScript.has(id)) memo.byScript.set(id, { branch, index });
     }
+    const found = memo.byScript.get(want);
+    if (accept(found)) return found;
   }
   return undefined;
 }
