@@ -511,5 +511,3 @@ export function matchOutputScript(desc: Descriptor, script: Uint8Array, opts: { 
   return undefined;
 }
 
-/** Hex of a 33- or 32-byte key, for messages. */
-export const keyHex = bytesToHex;

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { HDKey } from '@scure/bip32';
 import { Transaction } from '@scure/btc-signer';
 import {
-  BIP328_CHAINCODE, DescriptorError, addChecksum, deriveAddress, deriveAt, deriveFromAggregate, descriptorChecksum,
+  BIP328_CHAINCODE, DescriptorError, addChecksum, deriveAddress, deriveAt, deriveFromAggregate, deriveMusig, descriptorChecksum,
   keyFingerprint, matchOutputScript, parseDescriptor, syntheticXpub, updatePsbtFromDescriptor,
 } from '../../src/descriptor/index.js';
 import { getPlainPk, getXonlyPk, keyAgg, keyAggAndTweak } from '../../src/musig2/index.js';
@@ -71,6 +71,11 @@ describe('BIP328', () => {
     expect(hex(d.publicKey)).toBe(hex(child.publicKey!));
     expect(hex(getPlainPk(keyAggAndTweak(keys, d.tweaks)))).toBe(hex(child.publicKey!));
     expect(d.tweaks.every((t) => !t.xonly)).toBe(true);
+    // The src/musig2 route that signing plans use gives the same key and tweaks.
+    const viaMusig = deriveMusig(keys, path);
+    expect(hex(viaMusig.publicKey)).toBe(hex(d.publicKey));
+    expect(viaMusig.tweaks.map((t) => hex(t.tweak))).toEqual(d.tweaks.map((t) => hex(t.tweak)));
+    expect(hex(viaMusig.chainCode)).toBe(hex(child.chainCode!));
     expect(hex(BIP328_CHAINCODE)).toBe('868087ca02a6f974c4598924c36b57762d32cb45717167e300622c7167e38965');
   });
 
