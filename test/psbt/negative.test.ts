@@ -259,3 +259,27 @@ describe('minimal PSBTs', () => {
     expect(hex(combinePsbts([encodePsbt(tx), bytes]))).toBe(hex(encodePsbt(tx)));
   });
 });
+
+describe('UTXO forms', () => {
+  it('a nonWitnessUtxo alone is enough, and gives the same sighash as a witnessUtxo', async () => {
+    const { deriveAt, parseDescriptor, updatePsbtFromDescriptor } = await import('../../src/descriptor/index.js');
+    const d = parseDescriptor(`tr(musig(${V.participants.map((p) => p.pubkey).join(',')}))`);
+    const out = deriveAt(d);
+    const prev = new Transaction({ allowUnknownOutputs: true });
+    prev.addInput({ txid: new Uint8Array(32).fill(4), index: 0 });
+    prev.addOutput({ script: unhex('0014' + '22'.repeat(20)), amount: 1_000n });
+    prev.addOutput({ script: out.script, amount: 90_000n });
+    const raw = prev.toBytes(true, false);
+    const build = (form: 'witness' | 'nonWitness'): Transaction => {
+      const tx = new Transaction({ allowUnknownOutputs: true });
+      tx.addInput({ txid: unhex(prev.id), index: 1, ...(form === 'witness' ? { witnessUtxo: { script: out.script, amount: 90_000n } } : { nonWitnessUtxo: raw }) });
+      tx.addOutput({ script: unhex('0014' + '33'.repeat(20)), amount: 80_000n });
+      updatePsbtFromDescriptor(tx, d, { maxIndex: 0 });
+      return decodePsbt(encodePsbt(tx));
+    };
+    const a = planSigning(build('witness'), P[0]!).inputs[0]!;
+    const b = planSigning(build('nonWitness'), P[0]!).inputs[0]!;
+    expect(hex(b.sighash)).toBe(hex(a.sighash));
+    expect(hex(b.signingKey)).toBe(hex(out.outputKey));
+  });
+});
