@@ -9,7 +9,7 @@ import { HDKey } from '@scure/bip32';
 import { Address, WIF, tapLeafHash } from '@scure/btc-signer/payment.js';
 import { NETWORK, TEST_NETWORK, compareBytes, equalBytes, pubECDSA, tagSchnorr, taprootTweakPubkey } from '@scure/btc-signer/utils.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
-import { getPlainPk, keyAgg, keySort } from '../musig2/index.js';
+import { getPlainPk, keyAgg, keyAggAndTweak, keySort } from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
 import { HARDENED_OFFSET, XPUB_VERSIONS, deriveMusig } from './bip328.js';
 import { descriptorChecksum } from './checksum.js';
@@ -411,8 +411,12 @@ export interface TaprootOutput {
   readonly script: Uint8Array;
 }
 
-/** BIP341 taproot_output_script with leaf hashes, merkle root, tweak and control blocks. */
-export function buildTaproot(internalKey: Uint8Array, tree?: ScriptTree): TaprootOutput {
+/**
+ * BIP341 taproot_output_script with leaf hashes, merkle root, tweak and control blocks. With
+ * `musig` (the internal key's aggregate and BIP328 tweaks), the output key is computed by
+ * src/musig2 as one more (x-only) tweak, which is much cheaper than a generic point tweak.
+ */
+export function buildTaproot(internalKey: Uint8Array, tree?: ScriptTree, musig?: MusigKeyInfo): TaprootOutput {
   type Built = { hash: Uint8Array; leaves: { leaf: Omit<TaprootLeaf, 'controlBlock'>; path: Uint8Array[] }[] };
   const build = (t: ScriptTree, depth: number): Built => {
     if (!Array.isArray(t)) {
@@ -431,7 +435,12 @@ export function buildTaproot(internalKey: Uint8Array, tree?: ScriptTree): Taproo
   let outputKey: Uint8Array;
   let outputParity: number;
   try {
-    [outputKey, outputParity] = taprootTweakPubkey(internalKey, merkleRoot ?? new Uint8Array(0));
+    if (musig) {
+      const plain = getPlainPk(keyAggAndTweak(musig.participants, [...musig.tweaks, { tweak: tapTweak, xonly: true }]));
+      [outputKey, outputParity] = [plain.subarray(1), plain[0] === 3 ? 1 : 0];
+    } else {
+      [outputKey, outputParity] = taprootTweakPubkey(internalKey, merkleRoot ?? new Uint8Array(0));
+    }
   } catch (e) {
     throw new DescriptorError(`TapTweak failed: ${(e as Error).message}`);
   }
@@ -461,7 +470,7 @@ export function deriveAt(desc: Descriptor, at: DerivePosition = {}): DerivedOutp
     keys.push(key);
     return { script: Uint8Array.of(0x20, ...key.xonly, 0xac), leafVersion: 0xc0 };
   };
-  const tr = buildTaproot(internalKey.xonly, desc.tree ? toScripts(desc.tree) : undefined);
+  const tr = buildTaproot(internalKey.xonly, desc.tree ? toScripts(desc.tree) : undefined, internalKey.musig);
   const { merkleRoot, tapTweak, outputKey, outputParity } = tr;
   const leaves: DerivedLeaf[] = tr.leaves.map((l, i) => ({ ...l, key: keys[i] as DerivedKey }));
   return {
