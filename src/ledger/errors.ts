@@ -55,3 +55,14 @@ export class NonceNotRecordedError extends LedgerError {
     this.pubnonceHex = hex;
   }
 }
+
+/** A velocity charge would take its window past the limit: refused, nothing written. */
+export class VelocityExceededError extends LedgerError {
+  constructor(
+    readonly rule: string,
+    readonly periodStart: number,
+  ) {
+    super(`velocity rule '${rule}': the window from ${new Date(periodStart * 1000).toISOString()} has no room for this transaction`);
+    this.name = 'VelocityExceededError';
+  }
+}

@@ -3,7 +3,7 @@
 // One copy of these rules, so SQLite and PostgreSQL cannot drift apart on them.
 
 import { LedgerError, NonceNotRecordedError, NonceReuseError } from './errors.js';
-import type { MarkUsedResult, NonceRecord, RecordDeterministicResult } from './types.js';
+import type { MarkUsedResult, NonceRecord, RecordDeterministicResult, VelocityChargeEntry } from './types.js';
 
 /** A ledger row as both drivers return it; times may arrive as numbers or (pg BIGINT) strings. */
 export interface LedgerRow {
@@ -71,4 +71,17 @@ export function deterministicOutcome(row: LedgerRow | undefined, pubnonce: Uint8
     return { outcome: 'replay', psig: new Uint8Array(row.psig) };
   }
   throw new NonceReuseError(pubnonce);
+}
+
+/** A velocity charge's fields, checked before any database work. */
+export function checkCharge(c: VelocityChargeEntry): void {
+  checkLength('txid', c.txid, 32);
+  if (typeof c.keyId !== 'string' || c.keyId.length === 0 || typeof c.rule !== 'string' || c.rule.length === 0) {
+    throw new LedgerError('a velocity charge needs a key id and a rule');
+  }
+  if (!Number.isSafeInteger(c.periodStart) || c.periodStart < 0) throw new LedgerError('periodStart must be whole, non-negative seconds');
+  const max = BigInt(Number.MAX_SAFE_INTEGER);
+  for (const [name, v] of [['amount', c.amount], ['limit', c.limit]] as const) {
+    if (typeof v !== 'bigint' || v < 0n || v > max) throw new LedgerError(`${name} must be a bigint from 0 to 2^53 - 1`);
+  }
 }

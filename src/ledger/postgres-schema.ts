@@ -38,6 +38,29 @@ const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    // Signing-policy velocity, as in SQLite: charges once per txid, and a running total per
+    // window whose conditional UPDATE (row-locked) is the atomic check-and-charge.
+    sql: `
+      CREATE TABLE velocity_charges (
+        key_id       TEXT   NOT NULL,
+        rule         TEXT   NOT NULL,
+        period_start BIGINT NOT NULL,
+        txid         BYTEA  NOT NULL CHECK (octet_length(txid) = 32),
+        amount       BIGINT NOT NULL CHECK (amount >= 0),
+        charged_at   BIGINT NOT NULL,
+        PRIMARY KEY (key_id, rule, period_start, txid)
+      );
+      CREATE TABLE velocity_totals (
+        key_id       TEXT   NOT NULL,
+        rule         TEXT   NOT NULL,
+        period_start BIGINT NOT NULL,
+        spent        BIGINT NOT NULL CHECK (spent >= 0),
+        PRIMARY KEY (key_id, rule, period_start)
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -33,10 +33,11 @@ import {
   LedgerError,
   LedgerUnavailableError,
   NonceCollisionError,
+  VelocityExceededError,
 } from './errors.js';
 import { migrate } from './postgres-schema.js';
-import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
-import { checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
+import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult, VelocityChargeEntry } from './types.js';
+import { checkCharge, checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
 
 export interface PostgresLedgerOptions {
   /** postgres:// or postgresql:// connection URL (libpq style; may carry sslmode etc.). */
@@ -73,7 +74,19 @@ const SQL = {
               WHERE pubnonce = $1 AND digest = $2 AND psig IS NULL RETURNING id`,
   byPubnonce: 'SELECT * FROM nonces WHERE pubnonce = $1',
   bySession: 'SELECT * FROM nonces WHERE session_id = $1',
+  insertCharge: `INSERT INTO velocity_charges (key_id, rule, period_start, txid, amount, charged_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1`,
+  ensureTotal: `INSERT INTO velocity_totals (key_id, rule, period_start, spent) VALUES ($1, $2, $3, 0)
+                ON CONFLICT DO NOTHING`,
+  // The check and the charge in one statement; the row lock serialises replicas, and a waiter
+  // re-checks the condition on the committed total.
+  addToTotal: `UPDATE velocity_totals SET spent = spent + $4
+               WHERE key_id = $1 AND rule = $2 AND period_start = $3 AND spent + $4 <= $5 RETURNING spent`,
+  spent: `SELECT COALESCE(SUM(amount), 0)::text AS s FROM velocity_charges
+          WHERE key_id = $1 AND rule = $2 AND period_start = $3 AND txid <> $4`,
 } as const;
+
+type TxQuery = (text: string, values: unknown[]) => Promise<pg.QueryResult>;
 
 export class PostgresLedger implements NonceLedger {
   private closed = false;
@@ -186,6 +199,102 @@ export class PostgresLedger implements NonceLedger {
       ]);
       if (inserted.rowCount === 1) return { outcome: 'recorded' };
       return deterministicOutcome(await this.row('recordDeterministic', SQL.byPubnonce, p), entry.pubnonce, d);
+    });
+  }
+
+  async spentInPeriod(keyId: string, rule: string, periodStart: number, excludeTxid?: Uint8Array): Promise<bigint> {
+    const x = excludeTxid === undefined ? Buffer.alloc(0) : toBuffer(excludeTxid);
+    return this.call(async () => {
+      const r = await this.query<{ s: string }>('spentInPeriod', SQL.spent, [keyId, rule, periodStart, x]);
+      return BigInt(r.rows[0]?.s ?? '0');
+    });
+  }
+
+  async markUsedCharging(marks: readonly { pubnonce: Uint8Array; digest: Uint8Array }[], charge: VelocityChargeEntry): Promise<MarkUsedResult[]> {
+    checkCharge(charge);
+    for (const m of marks) {
+      checkLength('pubnonce', m.pubnonce, 66);
+      checkLength('digest', m.digest, 32);
+    }
+    return this.transaction('markUsedCharging', async (q) => {
+      const at = this.now();
+      const out: MarkUsedResult[] = [];
+      for (const m of marks) {
+        const p = toBuffer(m.pubnonce);
+        const d = toBuffer(m.digest);
+        const marked = await q(SQL.markUsed, [p, d, at]);
+        if (marked.rowCount === 1) out.push({ outcome: 'marked' });
+        else out.push(markUsedOutcome((await q(SQL.byPubnonce, [p])).rows[0] as LedgerRow | undefined, m.pubnonce, d));
+      }
+      await this.applyCharge(q, charge, at);
+      return out;
+    });
+  }
+
+  async recordDeterministicCharging(
+    entries: readonly { keyId: string; pubnonce: Uint8Array; digest: Uint8Array; psig: Uint8Array }[],
+    charge: VelocityChargeEntry,
+  ): Promise<RecordDeterministicResult[]> {
+    checkCharge(charge);
+    for (const e of entries) {
+      checkLength('pubnonce', e.pubnonce, 66);
+      checkLength('digest', e.digest, 32);
+      checkLength('psig', e.psig, 32);
+    }
+    return this.transaction('recordDeterministicCharging', async (q) => {
+      const at = this.now();
+      const out: RecordDeterministicResult[] = [];
+      for (const e of entries) {
+        const p = toBuffer(e.pubnonce);
+        const d = toBuffer(e.digest);
+        const inserted = await q(SQL.insertDeterministic, [e.keyId, p, at, d, toBuffer(e.psig)]);
+        if (inserted.rowCount === 1) out.push({ outcome: 'recorded' });
+        else out.push(deterministicOutcome((await q(SQL.byPubnonce, [p])).rows[0] as LedgerRow | undefined, e.pubnonce, d));
+      }
+      await this.applyCharge(q, charge, at);
+      return out;
+    });
+  }
+
+  /** Inside a transaction: charge once per txid, within the limit, or throw (the caller rolls back). */
+  private async applyCharge(q: TxQuery, c: VelocityChargeEntry, at: number): Promise<void> {
+    const inserted = await q(SQL.insertCharge, [c.keyId, c.rule, c.periodStart, toBuffer(c.txid), c.amount.toString(), at]);
+    if (inserted.rowCount !== 1) return; // charged before
+    await q(SQL.ensureTotal, [c.keyId, c.rule, c.periodStart]);
+    const added = await q(SQL.addToTotal, [c.keyId, c.rule, c.periodStart, c.amount.toString(), c.limit.toString()]);
+    if (added.rowCount !== 1) throw new VelocityExceededError(c.rule, c.periodStart);
+  }
+
+  /** Several statements in one transaction on one connection; any throw rolls it all back. */
+  private transaction<T>(op: string, run: (q: TxQuery) => Promise<T>): Promise<T> {
+    return this.call(async () => {
+      let client: PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (err) {
+        throw toLedgerError(op, err);
+      }
+      let broken = false;
+      const q: TxQuery = async (text, values) => {
+        try {
+          return await client.query(text, values);
+        } catch (err) {
+          throw toLedgerError(op, err);
+        }
+      };
+      try {
+        await q('BEGIN', []);
+        const out = await run(q);
+        await q('COMMIT', []);
+        return out;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw err;
+      } finally {
+        client.release(broken);
+      }
     });
   }
 

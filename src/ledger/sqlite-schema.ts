@@ -35,6 +35,30 @@ const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    // Signing-policy velocity: one row per transaction charged to a window (a retry of the same
+    // txid is not charged again), and the window's running total, updated only while it stays
+    // within the rule's limit (the check and the charge are one statement).
+    sql: `
+      CREATE TABLE velocity_charges (
+        key_id       TEXT    NOT NULL,
+        rule         TEXT    NOT NULL,
+        period_start INTEGER NOT NULL,
+        txid         BLOB    NOT NULL CHECK (length(txid) = 32),
+        amount       INTEGER NOT NULL CHECK (amount >= 0),
+        charged_at   INTEGER NOT NULL,
+        PRIMARY KEY (key_id, rule, period_start, txid)
+      ) STRICT;
+      CREATE TABLE velocity_totals (
+        key_id       TEXT    NOT NULL,
+        rule         TEXT    NOT NULL,
+        period_start INTEGER NOT NULL,
+        spent        INTEGER NOT NULL CHECK (spent >= 0),
+        PRIMARY KEY (key_id, rule, period_start)
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

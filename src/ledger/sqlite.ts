@@ -66,10 +66,11 @@ import {
   LedgerError,
   LedgerUnavailableError,
   NonceCollisionError,
+  VelocityExceededError,
 } from './errors.js';
 import { migrate } from './sqlite-schema.js';
-import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
-import { checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
+import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult, VelocityChargeEntry } from './types.js';
+import { checkCharge, checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
 
 export interface SqliteLedgerOptions {
   /** Database file path; parent directories are created. `:memory:` for a throwaway ledger. */
@@ -139,6 +140,10 @@ export class SqliteLedger implements NonceLedger {
     storePsig: Database.Statement;
     byPubnonce: Database.Statement;
     bySession: Database.Statement;
+    insertCharge: Database.Statement;
+    ensureTotal: Database.Statement;
+    addToTotal: Database.Statement;
+    spent: Database.Statement;
   };
   /** The whole batch in one BEGIN IMMEDIATE … COMMIT; one outcome per request. */
   private readonly applyBatch: Database.Transaction<(batch: readonly PendingWrite[], at: number) => Outcome[]>;
@@ -178,6 +183,20 @@ export class SqliteLedger implements NonceLedger {
       ),
       byPubnonce: db.prepare('SELECT * FROM nonces WHERE pubnonce = ?'),
       bySession: db.prepare('SELECT * FROM nonces WHERE session_id = ?'),
+      insertCharge: db.prepare(
+        `INSERT INTO velocity_charges (key_id, rule, period_start, txid, amount, charged_at)
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      ensureTotal: db.prepare(
+        'INSERT INTO velocity_totals (key_id, rule, period_start, spent) VALUES (?, ?, ?, 0) ON CONFLICT DO NOTHING',
+      ),
+      // The check and the charge in one statement: no room, no row changed.
+      addToTotal: db.prepare(
+        'UPDATE velocity_totals SET spent = spent + ? WHERE key_id = ? AND rule = ? AND period_start = ? AND spent + ? <= ?',
+      ),
+      spent: db.prepare(
+        'SELECT COALESCE(SUM(amount), 0) AS s FROM velocity_charges WHERE key_id = ? AND rule = ? AND period_start = ? AND txid <> ?',
+      ),
     };
     this.applyOne = db.transaction((w: PendingWrite, at: number) => w.apply(at));
     this.applyBatch = db.transaction((batch: readonly PendingWrite[], at: number) =>
@@ -282,6 +301,60 @@ export class SqliteLedger implements NonceLedger {
       if (this.stmts.insertDeterministic.run(entry.keyId, p, at, at, d, s).changes === 1) return { outcome: 'recorded' };
       return deterministicOutcome(this.stmts.byPubnonce.get(p) as LedgerRow | undefined, entry.pubnonce, d);
     });
+  }
+
+  async spentInPeriod(keyId: string, rule: string, periodStart: number, excludeTxid?: Uint8Array): Promise<bigint> {
+    const x = excludeTxid === undefined ? Buffer.alloc(0) : toBuffer(excludeTxid);
+    return this.retrying('spentInPeriod', () => BigInt((this.stmts.spent.get(keyId, rule, periodStart, x) as { s: number }).s));
+  }
+
+  async markUsedCharging(marks: readonly { pubnonce: Uint8Array; digest: Uint8Array }[], charge: VelocityChargeEntry): Promise<MarkUsedResult[]> {
+    checkCharge(charge);
+    const rows = marks.map((m) => {
+      checkLength('pubnonce', m.pubnonce, 66);
+      checkLength('digest', m.digest, 32);
+      return { raw: m.pubnonce, p: toBuffer(m.pubnonce), d: toBuffer(m.digest) };
+    });
+    // One request, so one savepoint: a refused charge or mark undoes every mark of this call.
+    return this.enqueue('markUsedCharging', (at): MarkUsedResult[] => {
+      const out = rows.map((r): MarkUsedResult => {
+        if (this.stmts.markUsed.run(at, r.d, r.p).changes === 1) return { outcome: 'marked' };
+        return markUsedOutcome(this.stmts.byPubnonce.get(r.p) as LedgerRow | undefined, r.raw, r.d);
+      });
+      this.applyCharge(charge, at);
+      return out;
+    });
+  }
+
+  async recordDeterministicCharging(
+    entries: readonly { keyId: string; pubnonce: Uint8Array; digest: Uint8Array; psig: Uint8Array }[],
+    charge: VelocityChargeEntry,
+  ): Promise<RecordDeterministicResult[]> {
+    checkCharge(charge);
+    const rows = entries.map((e) => {
+      checkLength('pubnonce', e.pubnonce, 66);
+      checkLength('digest', e.digest, 32);
+      checkLength('psig', e.psig, 32);
+      return { keyId: e.keyId, raw: e.pubnonce, p: toBuffer(e.pubnonce), d: toBuffer(e.digest), s: toBuffer(e.psig) };
+    });
+    return this.enqueue('recordDeterministicCharging', (at): RecordDeterministicResult[] => {
+      const out = rows.map((r): RecordDeterministicResult => {
+        if (this.stmts.insertDeterministic.run(r.keyId, r.p, at, at, r.d, r.s).changes === 1) return { outcome: 'recorded' };
+        return deterministicOutcome(this.stmts.byPubnonce.get(r.p) as LedgerRow | undefined, r.raw, r.d);
+      });
+      this.applyCharge(charge, at);
+      return out;
+    });
+  }
+
+  /** Inside a batch request: charge once per txid, within the limit, or throw (the request's savepoint rolls back). */
+  private applyCharge(c: VelocityChargeEntry, at: number): void {
+    const txid = toBuffer(c.txid);
+    if (this.stmts.insertCharge.run(c.keyId, c.rule, c.periodStart, txid, c.amount, at).changes !== 1) return; // charged before
+    this.stmts.ensureTotal.run(c.keyId, c.rule, c.periodStart);
+    if (this.stmts.addToTotal.run(c.amount, c.keyId, c.rule, c.periodStart, c.amount, c.limit).changes !== 1) {
+      throw new VelocityExceededError(c.rule, c.periodStart);
+    }
   }
 
   async findByPubnonce(pubnonce: Uint8Array): Promise<NonceRecord | null> {

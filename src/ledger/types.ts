@@ -36,6 +36,22 @@ export type RecordDeterministicResult =
   /** The same pubnonce was already recorded with the same digest; `psig` is the stored one. */
   | { readonly outcome: 'replay'; readonly psig: Uint8Array };
 
+/**
+ * A velocity charge (signing policy): `amount` sats to the window (keyId, rule, periodStart),
+ * at most once per txid, and only if the window's total stays within `limit`.
+ */
+export interface VelocityChargeEntry {
+  readonly keyId: string;
+  readonly rule: string;
+  /** Start of the window, Unix seconds. */
+  readonly periodStart: number;
+  /** Sats, 0 to 2^53 - 1. */
+  readonly amount: bigint;
+  readonly limit: bigint;
+  /** 32-byte unsigned transaction id: a retry of the same transaction is not charged again. */
+  readonly txid: Uint8Array;
+}
+
 export interface NonceLedger {
   /**
    * NonceGen: insert an unused random-path row. Must resolve before the pubnonce is released.
@@ -72,6 +88,33 @@ export interface NonceLedger {
     digest: Uint8Array;
     psig: Uint8Array;
   }): Promise<RecordDeterministicResult>;
+
+  /**
+   * Sats charged to a velocity window, leaving out `excludeTxid`'s own charge (so a retry of a
+   * transaction already charged is judged as it was the first time).
+   * @throws LedgerUnavailableError on any database failure
+   */
+  spentInPeriod(keyId: string, rule: string, periodStart: number, excludeTxid?: Uint8Array): Promise<bigint>;
+
+  /**
+   * PsbtSign under a velocity rule: markUsed for every nonce AND the charge, in ONE transaction,
+   * committed before any signature is computed. The charge is checked against its limit in the
+   * database (so concurrent calls and replicas cannot overspend) and made once per txid.
+   * @throws VelocityExceededError (nothing marked, nothing charged) when the window has no room
+   * @throws NonceReuseError / NonceNotRecordedError as markUsed (nothing marked, nothing charged)
+   * @throws LedgerUnavailableError on any database failure
+   */
+  markUsedCharging(marks: readonly { pubnonce: Uint8Array; digest: Uint8Array }[], charge: VelocityChargeEntry): Promise<MarkUsedResult[]>;
+
+  /**
+   * PsbtDeterministicSign under a velocity rule: recordDeterministic for every entry AND the
+   * charge, in ONE transaction, as markUsedCharging.
+   * @throws VelocityExceededError (nothing recorded, nothing charged) when the window has no room
+   */
+  recordDeterministicCharging(
+    entries: readonly { keyId: string; pubnonce: Uint8Array; digest: Uint8Array; psig: Uint8Array }[],
+    charge: VelocityChargeEntry,
+  ): Promise<RecordDeterministicResult[]>;
 
   /** The row for a pubnonce, or null. */
   findByPubnonce(pubnonce: Uint8Array): Promise<NonceRecord | null>;

@@ -9,6 +9,7 @@ import {
   NonceCollisionError,
   NonceNotRecordedError,
   NonceReuseError,
+  VelocityExceededError,
   type NonceLedger,
 } from '../../src/ledger/index.js';
 
@@ -95,11 +96,12 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
       const [row] = (await t.store.query('SELECT count(*) AS c FROM nonces')) as { c: number | string }[];
       return Number(row?.c);
     };
-    const schemaVersions = (store: LedgerStore) => store.query('SELECT version FROM schema_migrations');
+    const schemaVersions = (store: LedgerStore) => store.query('SELECT version FROM schema_migrations ORDER BY version');
+    const ALL_VERSIONS = [{ version: 1 }, { version: 2 }];
 
     describe('opening', () => {
-      it('records schema version 1 in a new store', async () => {
-        expect(await schemaVersions(t.store)).toEqual([{ version: 1 }]);
+      it('records schema versions 1 and 2 in a new store', async () => {
+        expect(await schemaVersions(t.store)).toEqual(ALL_VERSIONS);
       });
 
       it('reopens an existing ledger without re-running migrations, keeping its rows', async () => {
@@ -108,7 +110,7 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
         await t.ledger.close();
         t.ledger = await t.store.open();
         expect((await t.ledger.findByPubnonce(e.pubnonce))?.keyId).toBe('alice');
-        expect(await schemaVersions(t.store)).toEqual([{ version: 1 }]);
+        expect(await schemaVersions(t.store)).toEqual(ALL_VERSIONS);
       });
 
       it('refuses a ledger written by a newer schema', async () => {
@@ -121,7 +123,7 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
         try {
           const ledgers = await Promise.all(Array.from({ length: 6 }, () => other.open()));
           await Promise.all(ledgers.map((l) => l.close()));
-          expect(await schemaVersions(other)).toEqual([{ version: 1 }]);
+          expect(await schemaVersions(other)).toEqual(ALL_VERSIONS);
         } finally {
           await other.destroy();
         }
@@ -291,6 +293,84 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
         const pubnonce = rand(66);
         await t.ledger.recordDeterministic({ keyId: 'bob', pubnonce, digest: rand(32), psig: rand(32) });
         await expect(t.ledger.markUsed(pubnonce, rand(32))).rejects.toBeInstanceOf(NonceReuseError);
+      });
+    });
+
+    describe('velocity charges (signing policy)', () => {
+      const charge = (amount: bigint, txid = rand(32), limit = 1000n) => ({ keyId: 'alice', rule: 'daily', periodStart: 86_400, amount, limit, txid });
+      const usedNonce = async (ledger: NonceLedger = t.ledger) => {
+        const e = freshNonce();
+        await ledger.recordNonce(e);
+        return { pubnonce: e.pubnonce, digest: rand(32) };
+      };
+
+      it('marks and charges together; a refused charge marks nothing; a retry of the txid is not charged again', async () => {
+        const a = await usedNonce();
+        const c = charge(600n);
+        expect(await t.ledger.markUsedCharging([a], c)).toEqual([{ outcome: 'marked' }]);
+        expect(await t.ledger.spentInPeriod('alice', 'daily', 86_400)).toBe(600n);
+        // The same txid again (an identical retry): replays, charged nothing more, and judged without its own charge.
+        expect(await t.ledger.markUsedCharging([a], c)).toEqual([{ outcome: 'replay', psig: null }]);
+        expect(await t.ledger.spentInPeriod('alice', 'daily', 86_400)).toBe(600n);
+        expect(await t.ledger.spentInPeriod('alice', 'daily', 86_400, c.txid)).toBe(0n);
+        // Another transaction that would pass the limit: nothing marked, nothing charged.
+        const b = await usedNonce();
+        await expect(t.ledger.markUsedCharging([b], charge(401n))).rejects.toBeInstanceOf(VelocityExceededError);
+        expect((await t.ledger.findByPubnonce(b.pubnonce))?.usedAtMs).toBeNull();
+        // Exactly up to the limit is allowed; other windows, rules and keys are separate.
+        expect(await t.ledger.markUsedCharging([b], charge(400n))).toEqual([{ outcome: 'marked' }]);
+        expect(await t.ledger.spentInPeriod('alice', 'daily', 86_400)).toBe(1000n);
+        expect(await t.ledger.spentInPeriod('alice', 'daily', 172_800)).toBe(0n);
+        expect(await t.ledger.spentInPeriod('alice', 'weekly', 86_400)).toBe(0n);
+        expect(await t.ledger.spentInPeriod('bob', 'daily', 86_400)).toBe(0n);
+      });
+
+      it('a reuse among the marks refuses the whole call: no mark and no charge', async () => {
+        const a = await usedNonce();
+        await t.ledger.markUsed(a.pubnonce, a.digest);
+        const b = await usedNonce();
+        await expect(t.ledger.markUsedCharging([b, { pubnonce: a.pubnonce, digest: rand(32) }], charge(10n))).rejects.toBeInstanceOf(NonceReuseError);
+        expect((await t.ledger.findByPubnonce(b.pubnonce))?.usedAtMs).toBeNull();
+        expect(await t.ledger.spentInPeriod('alice', 'daily', 86_400)).toBe(0n);
+      });
+
+      it('records deterministic signatures and charges together, the same way', async () => {
+        const entry = () => ({ keyId: 'alice', pubnonce: rand(66), digest: rand(32), psig: rand(32) });
+        const e1 = entry();
+        const c = charge(700n);
+        expect(await t.ledger.recordDeterministicCharging([e1], c)).toEqual([{ outcome: 'recorded' }]);
+        expect(await t.ledger.recordDeterministicCharging([e1], c)).toEqual([{ outcome: 'replay', psig: e1.psig }]);
+        expect(await t.ledger.spentInPeriod('alice', 'daily', 86_400)).toBe(700n);
+        const e2 = entry();
+        await expect(t.ledger.recordDeterministicCharging([e2], charge(301n))).rejects.toBeInstanceOf(VelocityExceededError);
+        expect(await t.ledger.findByPubnonce(e2.pubnonce)).toBeNull();
+      });
+
+      for (const [where, n] of SPREADS) {
+        it(`50 concurrent charges of 100 against a limit of 1000: exactly 10 succeed, ${where}`, async () => {
+          const ls = await handles(n);
+          const marks = await Promise.all(Array.from({ length: 50 }, () => usedNonce()));
+          const results = await Promise.allSettled(marks.map((m, i) => ls[i % n]!.markUsedCharging([m], charge(100n))));
+          expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(10);
+          for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(VelocityExceededError);
+          expect(await t.ledger.spentInPeriod('alice', 'daily', 86_400)).toBe(1000n);
+          const used = await Promise.all(marks.map(async (m) => (await t.ledger.findByPubnonce(m.pubnonce))?.usedAtMs ?? null));
+          expect(used.filter((u) => u !== null)).toHaveLength(10);
+        });
+      }
+
+      it('the spent budget survives reopening', async () => {
+        await t.ledger.markUsedCharging([await usedNonce()], charge(250n));
+        await t.ledger.close();
+        t.ledger = await t.store.open();
+        expect(await t.ledger.spentInPeriod('alice', 'daily', 86_400)).toBe(250n);
+      });
+
+      it('refuses malformed charges before touching the database', async () => {
+        const m = await usedNonce();
+        await expect(t.ledger.markUsedCharging([m], { ...charge(1n), txid: rand(31) })).rejects.toThrow(/txid/);
+        await expect(t.ledger.markUsedCharging([m], charge(-1n))).rejects.toThrow(/amount/);
+        expect((await t.ledger.findByPubnonce(m.pubnonce))?.usedAtMs).toBeNull();
       });
     });
 

@@ -542,6 +542,9 @@ describe('ledger faults: fail closed', () => {
       recordDeterministic: (e) => real.recordDeterministic(e),
       findByPubnonce: (p) => real.findByPubnonce(p),
       findBySession: (s) => real.findBySession(s),
+      spentInPeriod: (k, r, p, x) => real.spentInPeriod(k, r, p, x),
+      markUsedCharging: (m, c) => real.markUsedCharging(m, c),
+      recordDeterministicCharging: (e, c) => real.recordDeterministicCharging(e, c),
       healthy: () => real.healthy(),
       close: () => real.close(),
     };
