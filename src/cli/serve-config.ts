@@ -44,6 +44,11 @@ export const SERVE_SETTINGS = {
     env: 'MUSIG2_AUDIT_LOG',
     description: 'audit log, JSON lines (required on a non-loopback address unless --insecure)',
   },
+  policy: {
+    flag: 'policy',
+    env: 'MUSIG2_POLICY',
+    description: 'signing-policy file, JSON (README "Signing policy"); reloaded on SIGHUP',
+  },
   metricsListen: {
     flag: 'metrics-listen',
     env: 'MUSIG2_METRICS_LISTEN',
@@ -118,6 +123,8 @@ export interface ServeConfig {
   acl?: string;
   /** The audit log file. */
   auditLog?: string;
+  /** The signing-policy file; without it every key signs whatever its access rules allow. */
+  policy?: string;
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
   shutdownGraceMs: number;
   /** Worker threads for the signing arithmetic; 0 runs it on the event loop. */
@@ -180,6 +187,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     metricsListen: s.metricsListen,
     acl: s.acl,
     auditLog: s.auditLog,
+    ...(s.policy === undefined ? {} : { policy: s.policy }),
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey, ...(tlsClientCa ? { clientCaFile: tlsClientCa } : {}) } : undefined,
     shutdownGraceMs: int('shutdownGraceMs'),
     workers: workerCount(s.workers!),

@@ -20,7 +20,9 @@ import {
   parseListenAddress,
 } from '../server/index.js';
 import type { TlsMaterial } from '../server/index.js';
-import { ComputePool, SignerService } from '../signer/index.js';
+import { loadPolicy, PolicyError } from '../policy/index.js';
+import type { Policy } from '../policy/index.js';
+import { ComputePool, PolicyGate, SignerService } from '../signer/index.js';
 import { PsbtSignerService } from '../signer/psbt-service.js';
 import { CliError, wantsHelp } from './errors.js';
 import { parseServeArgs, serveUsage } from './serve-config.js';
@@ -47,6 +49,21 @@ export interface RunningDaemon {
   logger: Logger;
   /** Drains in-flight calls, wipes open sessions, closes everything. */
   stop(): Promise<{ forced: boolean; sessionsWiped: number }>;
+  /**
+   * Reads the policy file again (SIGHUP). A file that loads replaces the policy; one that does
+   * not keeps the old policy and says why. Logged and audited either way. Undefined without --policy.
+   */
+  reloadPolicy?: () => Promise<{ loaded: boolean; policyHash: string; error?: string }>;
+}
+
+/** Loads the policy file for serve: a bad file refuses to start (exit 2), naming the field. */
+async function loadPolicyForServe(file: string): Promise<Policy> {
+  try {
+    return await loadPolicy(file);
+  } catch (err) {
+    if (err instanceof PolicyError) throw new CliError(`signing policy refused: ${err.message}`, 2);
+    throw err;
+  }
 }
 
 export function daemonLogger(level: string): Logger {
@@ -94,6 +111,15 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     logger.warn('no access rules (--acl): every caller may use every key; development only');
   }
   if (!config.auditLog) logger.warn('no audit log (--audit-log): signing decisions are not recorded');
+  const policy = config.policy === undefined ? undefined : await loadPolicyForServe(config.policy);
+  if (policy) {
+    logger.info(
+      { event: 'policy_loaded', policyHash: policy.hashHex, policyFile: config.policy, keys: [...policy.keys.keys()], needsLedger: policy.needsLedger },
+      `signing policy ${policy.hashHex} loaded: keys it does not name sign nothing`,
+    );
+  } else {
+    logger.warn('no signing policy (--policy): every key signs whatever its access rules allow');
+  }
 
   const closers: { name: string; close: () => Promise<void> }[] = [];
   const closeAll = async () => {
@@ -109,6 +135,8 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
   let server: DaemonServer;
   let signer: SignerService;
   let psbt: PsbtSignerService;
+  let gate: PolicyGate | undefined;
+  let audit: AuditLog | undefined;
   try {
     // The signing arithmetic's worker threads (each builds its tables, ~0.2 s, in parallel).
     // Closed after the signer, so nothing is mid-call when the workers go.
@@ -119,6 +147,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     closers.push({ name: 'keystore', close: () => keystore.close() });
     const ledger: NonceLedger = await openLedger(config.ledger);
     closers.push({ name: 'ledger', close: () => ledger.close() });
+    if (policy) gate = new PolicyGate(policy, { ledger });
 
     // Reads everything lazily at scrape time: the signer's counters, the token's errors and
     // reconnects; DaemonServer wires in health.
@@ -126,6 +155,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       openSessions: () => signer.openSessions() + psbt.openSessions(),
       signerCounters: () => signer.counters,
       keystoreStats: () => keystore.stats,
+      ...(gate ? { policyRefusals: () => gate!.refusals } : {}),
     });
     signer = new SignerService({
       keystore,
@@ -136,6 +166,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       maxSigners: config.maxSigners,
       logger,
       compute,
+      ...(gate ? { policy: gate } : {}),
     });
     closers.push({ name: 'signer', close: () => signer.close() });
     // Transactions: the same keystore, ledger, pool and counters (so metrics and alarms cover both).
@@ -148,14 +179,14 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       counters: signer.counters,
       logger,
       compute,
+      ...(gate ? { policy: gate } : {}),
     });
     closers.push({ name: 'PSBT signer', close: () => psbt.close() });
 
-    let audit: AuditLog | undefined;
     if (config.auditLog) {
       try {
         audit = await AuditLog.open(config.auditLog, {
-          openFields: { pid: process.pid, listen: config.listen, acl: config.acl ?? null },
+          openFields: { pid: process.pid, listen: config.listen, acl: config.acl ?? null, ...(policy ? { policy_hash: policy.hashHex } : {}) },
           onStateChange: (healthy, err) =>
             healthy ? logger.warn('audit log writable again: signing resumes') : logger.error({ err }, 'audit log write failed: signing stops'),
         });
@@ -185,6 +216,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       audit,
       psbt,
       psbtLimits: { maxPsbtBytes: config.maxPsbtBytes, maxInputs: config.maxPsbtInputs },
+      ...(gate ? { policyHash: () => gate!.policy.hashHex } : {}),
     });
   } catch (err) {
     // Also as a JSON line, for log pipelines that read only those (our messages carry no secret).
@@ -193,11 +225,43 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     if (err instanceof InsecureListenError) throw new CliError(err.message, 2);
     throw err;
   }
-  logger.info({ address: server.address, tls: tls !== undefined }, `listening on ${server.address}`);
+  logger.info({ address: server.address, tls: tls !== undefined, ...(policy ? { policyHash: policy.hashHex } : {}) }, `listening on ${server.address}`);
+
+  const policyGate = gate;
+  const policyFile = config.policy;
+  const reloadPolicy =
+    policyGate && policyFile !== undefined
+      ? async () => {
+          const before = policyGate.policy.hashHex;
+          let next: Policy | undefined;
+          let error: string | undefined;
+          try {
+            next = await loadPolicy(policyFile);
+          } catch (err) {
+            error = err instanceof Error ? err.message : String(err);
+          }
+          if (next) policyGate.replace(next);
+          const after = policyGate.policy.hashHex;
+          if (next) logger.info({ event: 'policy_reloaded', previousPolicyHash: before, policyHash: after }, `signing policy ${after} loaded (was ${before})`);
+          else logger.error({ event: 'policy_reload_failed', policyHash: after, reason: error }, `signing policy not reloaded, ${after} stays in force: ${error}`);
+          try {
+            await audit?.append('policy_reload', {
+              loaded: next !== undefined,
+              previous_policy_hash: before,
+              policy_hash: after,
+              ...(error === undefined ? {} : { error }),
+            });
+          } catch (err) {
+            logger.error({ err }, 'the policy reload could not be audited');
+          }
+          return { loaded: next !== undefined, policyHash: after, ...(error === undefined ? {} : { error }) };
+        }
+      : undefined;
 
   return {
     address: server.address,
     logger,
+    ...(reloadPolicy ? { reloadPolicy } : {}),
     async stop() {
       const { forced } = await server.shutdown(config.shutdownGraceMs);
       // SignerService.close() wipes every secret nonce still held; the keystore and ledger follow.
@@ -233,7 +297,16 @@ export async function runServe(argv: string[]): Promise<number> {
   // Listen for signals from the start, so a SIGTERM during startup still shuts down cleanly.
   const signal = nextSignal();
   const daemon = await startDaemon(config, logger);
+  // SIGHUP reloads the signing policy (one reload at a time; a burst of signals is one reload more).
+  let reloading: Promise<unknown> = Promise.resolve();
+  const onHup = () => {
+    if (daemon.reloadPolicy) reloading = reloading.then(() => daemon.reloadPolicy!());
+    else logger.warn('SIGHUP: no --policy to reload');
+  };
+  process.on('SIGHUP', onHup);
   const got = await signal;
+  process.off('SIGHUP', onHup);
+  await reloading;
   logger.info({ signal: got }, 'shutting down: draining in-flight calls');
   await daemon.stop();
   return 0;

@@ -189,23 +189,38 @@ export class SignerClient extends BaseClient {
     return { pubnonce: toBytes(res.pubnonce), partialSig: toBytes(res.partialSig) };
   }
 
+  /** The hash (hex) of the daemon's signing policy, or null when it runs without one. */
+  async policyHash(): Promise<string | null> {
+    const res = await this.call<pb.ListKeysResponse>('listKeys', {});
+    return res.policyHash === '' ? null : res.policyHash;
+  }
+
   /** Round 1 on a PSBT: this key's 0x1b per input it takes part in, in a minimal PSBT. */
-  async psbtNonceGen(p: { keyId: string; psbt: Uint8Array }): Promise<PsbtNonceGenResult> {
-    const res = await this.call<pb.PsbtNonceGenResponse>('psbtNonceGen', { keyId: p.keyId, psbt: toBuffer(p.psbt) } satisfies pb.PsbtNonceGenRequest);
+  async psbtNonceGen(p: { keyId: string; psbt: Uint8Array; approvals?: readonly ApprovalParam[] }): Promise<PsbtNonceGenResult> {
+    const res = await this.call<pb.PsbtNonceGenResponse>('psbtNonceGen', {
+      keyId: p.keyId,
+      psbt: toBuffer(p.psbt),
+      approvals: encodeApprovals(p.approvals),
+    } satisfies pb.PsbtNonceGenRequest);
     return { sessionId: toBytes(res.sessionId), psbt: toBytes(res.psbt), expiresAtUnixMs: Number(res.expiresAtUnixMs), inputs: res.inputs };
   }
 
   /** Round 2 on a PSBT carrying every participant's 0x1b: this key's 0x1c per input. */
-  async psbtSign(p: { sessionId: Uint8Array; psbt: Uint8Array }, options?: CallOptions): Promise<PsbtSignResult> {
-    const res = await this.call<pb.PsbtSignResponse>('psbtSign', { sessionId: toBuffer(p.sessionId), psbt: toBuffer(p.psbt) } satisfies pb.PsbtSignRequest, options);
+  async psbtSign(p: { sessionId: Uint8Array; psbt: Uint8Array; approvals?: readonly ApprovalParam[] }, options?: CallOptions): Promise<PsbtSignResult> {
+    const res = await this.call<pb.PsbtSignResponse>(
+      'psbtSign',
+      { sessionId: toBuffer(p.sessionId), psbt: toBuffer(p.psbt), approvals: encodeApprovals(p.approvals) } satisfies pb.PsbtSignRequest,
+      options,
+    );
     return { psbt: toBytes(res.psbt), inputs: res.inputs };
   }
 
   /** The final signer on a PSBT carrying every other participant's 0x1b: its own 0x1b and 0x1c. */
-  async psbtDeterministicSign(p: { keyId: string; psbt: Uint8Array }): Promise<PsbtSignResult> {
+  async psbtDeterministicSign(p: { keyId: string; psbt: Uint8Array; approvals?: readonly ApprovalParam[] }): Promise<PsbtSignResult> {
     const res = await this.call<pb.PsbtDeterministicSignResponse>('psbtDeterministicSign', {
       keyId: p.keyId,
       psbt: toBuffer(p.psbt),
+      approvals: encodeApprovals(p.approvals),
     } satisfies pb.PsbtDeterministicSignRequest);
     return { psbt: toBytes(res.psbt), inputs: res.inputs };
   }
@@ -217,6 +232,16 @@ export class SignerClient extends BaseClient {
   ): Promise<Res> {
     return this.call<Res>(method, request);
   }
+}
+
+/** A signing-policy approval: the approver's x-only key (32 bytes) and BIP340 signature (64 bytes). */
+export interface ApprovalParam {
+  pubkey: Uint8Array;
+  signature: Uint8Array;
+}
+
+function encodeApprovals(list: readonly ApprovalParam[] | undefined): pb.ApprovalMsg[] {
+  return (list ?? []).map((a) => ({ pubkey: toBuffer(a.pubkey), signature: toBuffer(a.signature) }));
 }
 
 export interface PsbtNonceGenResult {

@@ -47,6 +47,13 @@ export interface KeyMsg {
 
 export interface ListKeysResponse {
   keys: KeyMsg[];
+  /** Hex, or '' without a policy. */
+  policyHash: string;
+}
+
+export interface ApprovalMsg {
+  pubkey: Buffer;
+  signature: Buffer;
 }
 
 export interface NonceGenRequest {
@@ -144,6 +151,7 @@ export interface PartialSigAggResponse {
 export interface PsbtNonceGenRequest {
   keyId: string;
   psbt: Buffer;
+  approvals: ApprovalMsg[];
 }
 
 export interface PsbtNonceGenResponse {
@@ -156,6 +164,7 @@ export interface PsbtNonceGenResponse {
 export interface PsbtSignRequest {
   sessionId: Buffer;
   psbt: Buffer;
+  approvals: ApprovalMsg[];
 }
 
 export interface PsbtSignResponse {
@@ -166,6 +175,7 @@ export interface PsbtSignResponse {
 export interface PsbtDeterministicSignRequest {
   keyId: string;
   psbt: Buffer;
+  approvals: ApprovalMsg[];
 }
 
 export interface PsbtDeterministicSignResponse {

@@ -31,7 +31,17 @@ export interface AccessControlOptions {
   plaintextIsLocal: boolean;
   /** The key of a session, for Sign (SignerService.sessionKeyId). */
   sessionKeyId?: (sessionId: Uint8Array) => Promise<string | null>;
+  /** The signing policy's hash (hex), written as `policy_hash` in every record (null without a policy). */
+  policyHash?: () => string | undefined;
   logger: Logger;
+}
+
+/** A signing-policy refusal's facts (ErrorInfo metadata: rule, amounts, destinations, fee), for its audit record. */
+function policyFields(err: unknown): AuditFields {
+  if (!(err instanceof SignerError) || !err.errorInfo?.reason.startsWith('POLICY_')) return {};
+  const out: AuditFields = { policy_reason: err.errorInfo.reason };
+  for (const [k, v] of Object.entries(err.errorInfo.metadata)) if (k !== 'policy_hash') out[`policy_${k}`] = v;
+  return out;
 }
 
 const SIGNER: ReadonlySet<string> = new Set(SIGNER_RPCS);
@@ -84,9 +94,11 @@ function describe(rpc: string, req: Record<string, unknown>, keyId: string | nul
 export function accessControl(opts: AccessControlOptions): CallWrapper {
   const { rules, audit, logger } = opts;
 
-  const record = async (who: ClientIdentity, peer: string, rpc: string, subject: Subject, outcome: string, code: Status, reason?: string) => {
+  const record = async (who: ClientIdentity, peer: string, rpc: string, subject: Subject, outcome: string, code: Status, reason?: string, extra: AuditFields = {}) => {
     if (!audit) return;
     const fields: AuditFields = {
+      ...extra,
+      ...(opts.policyHash ? { policy_hash: opts.policyHash() ?? null } : {}),
       client: who.name,
       peer,
       rpc,
@@ -159,7 +171,9 @@ export function accessControl(opts: AccessControlOptions): CallWrapper {
     try {
       res = await next();
     } catch (err) {
-      await record(who, peer, rpc, subject, 'error', mapKnownError(err)?.code ?? Status.INTERNAL);
+      const policy = policyFields(err);
+      const outcome = policy.policy_reason === undefined ? 'error' : 'policy_denied';
+      await record(who, peer, rpc, subject, outcome, mapKnownError(err)?.code ?? Status.INTERNAL, undefined, policy);
       throw err;
     }
     const out = res as Record<string, unknown>;

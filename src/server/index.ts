@@ -16,7 +16,7 @@ import type { Metrics } from './metrics.js';
 import { unary, withSafeDecoding } from './rpc.js';
 import type { CallContext } from './rpc.js';
 import { signerHandlers } from './signer.js';
-import type { SignerBackend } from './signer.js';
+import type { PolicyHashSource, SignerBackend } from './signer.js';
 import { psbtAggregatorHandlers, psbtSignerHandlers } from './psbt.js';
 import type { PsbtBackend } from './psbt.js';
 import { DEFAULT_PSBT_LIMITS } from '../psbt/index.js';
@@ -70,6 +70,8 @@ export interface DaemonServerOptions {
   psbt?: PsbtBackend;
   /** Caps on PSBTs, checked before anything reads one (default: src/psbt's defaults). */
   psbtLimits?: Partial<PsbtLimits>;
+  /** The signing policy's hash (hex) now, or undefined without a policy: in ListKeys and every audit record. */
+  policyHash?: PolicyHashSource;
 }
 
 export class MissingAccessRulesError extends Error {
@@ -138,6 +140,7 @@ export class DaemonServer {
               audit,
               plaintextIsLocal: !opts.tls && isLoopbackHost(requested.host),
               sessionKeyId,
+              policyHash: opts.policyHash,
               logger: opts.logger,
             }),
           }
@@ -149,7 +152,7 @@ export class DaemonServer {
     });
 
     const packageDefinition = loadPackageDefinition();
-    const signer = signerHandlers(opts.signer);
+    const signer = signerHandlers(opts.signer, opts.policyHash);
     const psbtSigner = psbtSignerHandlers(psbtBackend, psbtLimits);
     const psbtAggregator = psbtAggregatorHandlers(psbtLimits);
     server.addService(withSafeDecoding(packageDefinition[SIGNER_SERVICE] as ServiceDefinition), {

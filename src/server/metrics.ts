@@ -13,6 +13,7 @@
 //   sessions_expired_total                      counter   sessions whose TTL passed before Sign
 //   session_binding_mismatches_total            counter   Sign with pubkeys/tweaks/message other than NonceGen's
 //   health_status{component}                    gauge     1 serving / 0 not; component = signer | keystore | ledger
+//   policy_refusals_total{reason}               counter   calls the signing policy refused, by reason (POLICY_*)
 //
 // Labels are bounded: RPC names and status codes come from fixed sets, and nothing derived
 // from a request (keys, session ids, messages, nonces) ever becomes a label or a value.
@@ -55,6 +56,8 @@ export interface MetricsSources {
   signerCounters?: () => SignerCounterSource;
   keystoreStats?: () => KeystoreStatsSource;
   health?: () => HealthComponents;
+  /** Signing-policy refusals by reason (PolicyGate.refusals). */
+  policyRefusals?: () => ReadonlyMap<string, number>;
   /** Include prom-client's default process and Node.js metrics (default true). */
   defaultMetrics?: boolean;
 }
@@ -119,6 +122,22 @@ export class Metrics {
       collect() {
         const h = read().health?.();
         for (const component of ['signer', 'keystore', 'ledger'] as const) this.set({ component }, h?.[component] ? 1 : 0);
+      },
+    });
+
+    // Reasons come from src/policy's fixed set, so the label stays bounded.
+    const seenRefusals = new Map<string, number>();
+    new Counter({
+      name: `${METRIC_PREFIX}policy_refusals_total`,
+      help: 'calls the signing policy refused, by reason (POLICY_*)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        for (const [reason, n] of read().policyRefusals?.() ?? []) {
+          const seen = seenRefusals.get(reason) ?? 0;
+          if (n > seen) this.inc({ reason }, n - seen);
+          seenRefusals.set(reason, Math.max(seen, n));
+        }
       },
     });
 

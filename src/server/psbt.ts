@@ -38,6 +38,11 @@ export function psbtBytes(value: unknown, field: string, limits: PsbtLimits): Ui
   return value;
 }
 
+/** The approvals as sent; their lengths are checked by the policy (only when a policy is loaded). */
+function approvals(list: pb.ApprovalMsg[] | undefined): { pubkey: Uint8Array; signature: Uint8Array }[] {
+  return Array.isArray(list) ? list.map((a) => ({ pubkey: a.pubkey, signature: a.signature })) : [];
+}
+
 function unavailable(): never {
   throw new SignerError('UNAVAILABLE', 'PSBT signing is not configured on this daemon');
 }
@@ -47,21 +52,21 @@ export function psbtSignerHandlers(backend: PsbtBackend | undefined, limits: Psb
     async psbtNonceGen(req) {
       const psbt = psbtBytes(req.psbt, 'psbt', limits);
       if (!backend) unavailable();
-      const res = await backend.psbtNonceGen({ keyId: req.keyId, psbt });
+      const res = await backend.psbtNonceGen({ keyId: req.keyId, psbt, approvals: approvals(req.approvals) });
       return { sessionId: buf(res.sessionId), psbt: buf(res.psbt), expiresAtUnixMs: res.expiresAtUnixMs, inputs: res.inputs };
     },
 
     async psbtSign(req) {
       const psbt = psbtBytes(req.psbt, 'psbt', limits);
       if (!backend) unavailable();
-      const res = await backend.psbtSign({ sessionId: req.sessionId, psbt });
+      const res = await backend.psbtSign({ sessionId: req.sessionId, psbt, approvals: approvals(req.approvals) });
       return { psbt: buf(res.psbt), inputs: res.inputs };
     },
 
     async psbtDeterministicSign(req) {
       const psbt = psbtBytes(req.psbt, 'psbt', limits);
       if (!backend) unavailable();
-      const res = await backend.psbtDeterministicSign({ keyId: req.keyId, psbt });
+      const res = await backend.psbtDeterministicSign({ keyId: req.keyId, psbt, approvals: approvals(req.approvals) });
       return { psbt: buf(res.psbt), inputs: res.inputs };
     },
   };

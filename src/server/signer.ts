@@ -19,11 +19,14 @@ export interface SignerHandlers {
 /** proto3 `optional` fields decode as undefined when absent; an empty value is present. */
 const optional = (value: Buffer | null | undefined): Buffer | undefined => value ?? undefined;
 
-export function signerHandlers(signer: SignerBackend): SignerHandlers {
+/** The hash (hex) of the signing policy in force, or undefined without one (it may change on SIGHUP). */
+export type PolicyHashSource = () => string | undefined;
+
+export function signerHandlers(signer: SignerBackend, policyHash?: PolicyHashSource): SignerHandlers {
   return {
     async listKeys() {
       const keys = await signer.listKeys();
-      return { keys: keys.map((k) => ({ keyId: k.keyId, publicKey: buf(k.publicKey) })) };
+      return { keys: keys.map((k) => ({ keyId: k.keyId, publicKey: buf(k.publicKey) })), policyHash: policyHash?.() ?? '' };
     },
 
     async nonceGen(req) {

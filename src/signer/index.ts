@@ -32,3 +32,5 @@ export type {
   PsbtSignRequest,
   PsbtSignResult,
 } from './psbt-service.js';
+export { PolicyGate, policyRefusal, summarizePsbt } from './policy-gate.js';
+export type { PolicyGateOptions, PsbtAllowed, PsbtSummary } from './policy-gate.js';

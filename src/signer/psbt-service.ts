@@ -36,7 +36,9 @@ import {
   type PsbtLimits,
   type SigningPlan,
 } from '../psbt/index.js';
-import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } from '../ledger/index.js';
+import { LedgerError, NonceCollisionError, NonceReuseError, VelocityExceededError, type MarkUsedResult, type NonceLedger, type RecordDeterministicResult } from '../ledger/index.js';
+import type { Approval } from '../policy/index.js';
+import type { PolicyGate, PsbtAllowed } from './policy-gate.js';
 import { ComputePool } from './compute-pool.js';
 import { bindingDigest, contextDigest } from './digest.js';
 import { SignerError, toSignerError } from './errors.js';
@@ -64,11 +66,19 @@ export interface PsbtServiceOptions {
   counters?: SignerCounters;
   onAlarm?: (kind: AlarmKind, details: Record<string, string>) => void;
   compute?: ComputePool;
+  /**
+   * The signing policy: run on PsbtNonceGen (no nonce for a refused transaction) and again on
+   * PsbtSign and PsbtDeterministicSign; a velocity charge is made in the ledger transaction
+   * that marks the nonces used or records the deterministic signatures.
+   */
+  policy?: PolicyGate;
 }
 
 export interface PsbtNonceGenRequest {
   keyId: string;
   psbt: Uint8Array;
+  /** Approver signatures for the policy (approvalMessage(txid, policy hash)). */
+  approvals?: readonly Approval[];
 }
 export interface PsbtNonceGenResult {
   sessionId: Uint8Array;
@@ -80,6 +90,7 @@ export interface PsbtNonceGenResult {
 export interface PsbtSignRequest {
   sessionId: Uint8Array;
   psbt: Uint8Array;
+  approvals?: readonly Approval[];
 }
 export interface PsbtSignResult {
   /** Minimal PSBT: this key's 0x1c per input. */
@@ -89,6 +100,7 @@ export interface PsbtSignResult {
 export interface PsbtDeterministicSignRequest {
   keyId: string;
   psbt: Uint8Array;
+  approvals?: readonly Approval[];
 }
 export type PsbtDeterministicSignResult = PsbtSignResult;
 
@@ -323,6 +335,7 @@ export class PsbtSignerService {
   private readonly now: () => number;
   private readonly onAlarm: PsbtServiceOptions['onAlarm'];
   private readonly compute: ComputePool;
+  private readonly policy: PolicyGate | undefined;
   private readonly sessions: PsbtSessionStore;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
@@ -342,6 +355,7 @@ export class PsbtSignerService {
     this.now = opts.now ?? Date.now;
     this.onAlarm = opts.onAlarm;
     this.compute = opts.compute ?? ComputePool.inline();
+    this.policy = opts.policy;
     this.counters = opts.counters ?? {
       nonceReuseAttempts: 0,
       nonceCollisions: 0,
@@ -445,6 +459,9 @@ export class PsbtSignerService {
     this.assertOpen();
     const key = await this.keystore.getKey(keyId);
     const { tx, plan } = this.plan(bytes, key.publicKey);
+    // No nonce is made for a transaction the policy refuses.
+    if (this.policy) await this.policy.checkPsbt(keyId, tx, plan, req.approvals ?? []);
+    this.assertOpen();
     const inputs = plan.inputs;
     const n = inputs.length;
     if (!this.sessions.tryReserve(n)) {
@@ -530,6 +547,7 @@ export class PsbtSignerService {
     const sessionId = checkSessionId(req.sessionId);
     const bytes = this.checkPsbt(req.psbt);
     this.assertOpen();
+    const allowed = await this.policyBeforeSign(sessionId, bytes, req.approvals ?? []);
     const session = this.sessions.get(hex(sessionId));
     if (session === undefined) return this.signWithoutSession(sessionId, bytes);
 
@@ -575,26 +593,70 @@ export class PsbtSignerService {
       this.counters.sessionsExpired++;
       throw expiredError();
     }
+    // Fail closed: an open session under a policy is signed only after the policy allowed it.
+    if (this.policy && (allowed === undefined || allowed.keyId !== session.keyId)) {
+      throw new SignerError('UNAVAILABLE', 'the session changed while the policy was checked; retry');
+    }
     this.sessions.take(
       session,
       prepared.map((x) => x.digest),
     );
-    return this.signTaken(session, tx, prepared);
+    return this.signTaken(session, tx, prepared, allowed?.allowed);
   }
 
-  private async signTaken(session: PsbtSession, tx: ReturnType<typeof decodePsbt>, prepared: PreparedInput[]): Promise<PsbtSignResult> {
+  /**
+   * The policy check of PsbtSign, before the synchronous take: for a session still open whose
+   * transaction is unchanged (anything else is refused by the steps after, as without a policy).
+   * A refusal leaves the session open.
+   */
+  private async policyBeforeSign(sessionId: Uint8Array, bytes: Uint8Array, approvals: readonly Approval[]): Promise<{ keyId: string; allowed: PsbtAllowed } | undefined> {
+    if (!this.policy) return undefined;
+    const s = this.sessions.get(hex(sessionId));
+    if (s === undefined || s.state !== 'open' || s.burned) return undefined;
+    const tx = decodePsbt(bytes, this.limits);
+    let plan: SigningPlan;
+    try {
+      plan = planSigning(tx, s.publicKey);
+    } catch {
+      return undefined; // reported (and the session burned) by the steps after
+    }
+    if (firstDifference(s, plan) !== null) return undefined;
+    return { keyId: s.keyId, allowed: await this.policy.checkPsbt(s.keyId, tx, plan, approvals) };
+  }
+
+  /** Every nonce marked used, and the velocity charge made, in one ledger transaction. */
+  private async markUsedCharging(session: PsbtSession, prepared: PreparedInput[], allowed: PsbtAllowed): Promise<MarkUsedResult[]> {
+    try {
+      return await this.ledger.markUsedCharging(
+        prepared.map((x, k) => ({ pubnonce: session.pubnonce(k), digest: x.digest })),
+        allowed.charge!,
+      );
+    } catch (err) {
+      session.state = 'failed';
+      if (err instanceof VelocityExceededError) throw this.policy!.velocityExhausted(allowed);
+      if (err instanceof NonceReuseError) throw this.reuseAttempt(session.keyId, session.pubnonce(0), session.idHex, 'ledger');
+      throw err;
+    }
+  }
+
+  private async signTaken(session: PsbtSession, tx: ReturnType<typeof decodePsbt>, prepared: PreparedInput[], allowed?: PsbtAllowed): Promise<PsbtSignResult> {
     try {
       // 1. Every nonce marked used, committed, before any partial signature is computed.
-      const marks = await Promise.allSettled(prepared.map((x, k) => this.ledger.markUsed(session.pubnonce(k), x.digest)));
-      const refused = marks.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (refused) {
-        session.state = 'failed';
-        if (marks.some((r) => r.status === 'rejected' && r.reason instanceof NonceReuseError)) {
-          throw this.reuseAttempt(session.keyId, session.pubnonce(0), session.idHex, 'ledger');
+      let outcomes: MarkUsedResult[];
+      if (allowed?.charge) {
+        outcomes = await this.markUsedCharging(session, prepared, allowed);
+      } else {
+        const marks = await Promise.allSettled(prepared.map((x, k) => this.ledger.markUsed(session.pubnonce(k), x.digest)));
+        const refused = marks.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (refused) {
+          session.state = 'failed';
+          if (marks.some((r) => r.status === 'rejected' && r.reason instanceof NonceReuseError)) {
+            throw this.reuseAttempt(session.keyId, session.pubnonce(0), session.idHex, 'ledger');
+          }
+          throw refused.reason;
         }
-        throw refused.reason;
+        outcomes = marks.map((r) => (r as PromiseFulfilledResult<MarkUsedResult>).value);
       }
-      const outcomes = marks.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<NonceLedger['markUsed']>>>).value);
       if (outcomes.some((o) => o.outcome === 'replay')) {
         // Memory said unused, the ledger says used for this very context (a restored snapshot,
         // or a second daemon): never sign again; answer from the ledger if it holds every psig.
@@ -754,6 +816,8 @@ export class PsbtSignerService {
     this.assertOpen();
     const key = await this.keystore.getKey(keyId);
     const { tx, plan } = this.plan(bytes, key.publicKey);
+    const allowed = this.policy ? await this.policy.checkPsbt(keyId, tx, plan, req.approvals ?? []) : undefined;
+    this.assertOpen();
     const prepared = plan.inputs.map((p): PreparedInput => {
       const others = otherNonces(tx, p, key.publicKey);
       const who = p.participants.filter((pk) => !equal(pk, key.publicKey));
@@ -790,10 +854,23 @@ export class PsbtSignerService {
       throw failed.reason;
     }
     const done = outs as { pubnonce: Uint8Array; psig: Uint8Array }[];
-    // Every (pubnonce, context, psig) recorded before the reply.
-    const recorded = await Promise.allSettled(
-      done.map((o, k) => this.ledger.recordDeterministic({ keyId, pubnonce: o.pubnonce, digest: prepared[k]!.digest, psig: o.psig })),
-    );
+    // Every (pubnonce, context, psig) recorded before the reply; under a velocity rule, with
+    // the charge in the same ledger transaction.
+    const entries = done.map((o, k) => ({ keyId, pubnonce: o.pubnonce, digest: prepared[k]!.digest, psig: o.psig }));
+    let recorded: PromiseSettledResult<RecordDeterministicResult>[];
+    if (allowed?.charge) {
+      try {
+        recorded = (await this.ledger.recordDeterministicCharging(entries, allowed.charge)).map((value) => ({ status: 'fulfilled', value }));
+      } catch (err) {
+        if (err instanceof VelocityExceededError) {
+          wipe();
+          throw this.policy!.velocityExhausted(allowed);
+        }
+        recorded = entries.map(() => ({ status: 'rejected', reason: err }));
+      }
+    } else {
+      recorded = await Promise.allSettled(entries.map((e) => this.ledger.recordDeterministic(e)));
+    }
     const refused = recorded.findIndex((r) => r.status === 'rejected');
     if (refused >= 0) {
       wipe();

@@ -22,6 +22,7 @@ import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } f
 import { ComputePool } from './compute-pool.js';
 import { bindingDigest, contextDigest } from './digest.js';
 import { SignerError, toSignerError } from './errors.js';
+import type { PolicyGate } from './policy-gate.js';
 import { Session, SessionStore } from './sessions.js';
 import {
   DEFAULT_LIMITS,
@@ -66,6 +67,11 @@ export interface SignerServiceOptions {
    * this thread (a pool of size 0). The pool stays the caller's to close.
    */
   compute?: ComputePool;
+  /**
+   * The signing policy. With one, these raw-message RPCs are refused (PERMISSION_DENIED,
+   * POLICY_RAW_MESSAGE or POLICY_NO_KEY) unless the key's policy has allow_raw_message.
+   */
+  policy?: PolicyGate;
 }
 
 export interface NonceGenRequest {
@@ -145,6 +151,7 @@ export class SignerService {
   private readonly onAlarm: SignerServiceOptions['onAlarm'];
   private readonly sessions: SessionStore;
   private readonly compute: ComputePool;
+  private readonly policy: PolicyGate | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -168,6 +175,7 @@ export class SignerService {
     this.now = opts.now ?? Date.now;
     this.onAlarm = opts.onAlarm;
     this.compute = opts.compute ?? ComputePool.inline();
+    this.policy = opts.policy;
     this.sessions = new SessionStore({
       maxOpen: this.maxSessions,
       maxRetired: this.maxSessions,
@@ -249,6 +257,7 @@ export class SignerService {
   private async nonceGenImpl(req: NonceGenRequest): Promise<NonceGenResult> {
     const v = validateNonceGen(req, this.limits);
     this.assertOpen();
+    this.policy?.checkRawMessage(v.keyId);
     const key = await this.keystore.getKey(v.keyId);
     assertOwnKey(key.publicKey, v.pubkeys);
     const aggpk = musig2.getXonlyPk(musig2.keyAggAndTweak(v.pubkeys, v.tweaks));
@@ -324,6 +333,8 @@ export class SignerService {
     this.assertOpen();
     const session = this.sessions.get(hex(v.sessionId));
     if (session === undefined) return this.signWithoutSession(v);
+    // Synchronous, so the take below stays atomic; a refusal leaves the session as it was.
+    if (session.state === 'open') this.policy?.checkRawMessage(session.keyId);
 
     const digest = contextDigest({
       path: 'random',
@@ -475,6 +486,7 @@ export class SignerService {
   private async deterministicSignImpl(req: DeterministicSignRequest): Promise<DeterministicSignResult> {
     const v = validateDeterministicSign(req, this.limits);
     this.assertOpen();
+    this.policy?.checkRawMessage(v.keyId);
     const key = await this.keystore.getKey(v.keyId);
     assertOwnKey(key.publicKey, v.pubkeys);
     musig2.keyAggAndTweak(v.pubkeys, v.tweaks); // validates keys and tweaks before the key is opened
