@@ -12,6 +12,7 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { hexToBytes } from '@noble/hashes/utils.js';
 import { hash160 } from '@scure/btc-signer/utils.js';
+import { getPlainPk, keyAgg, keyAggAndTweak } from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
 
 /** sha256("MuSig2MuSig2MuSig2"), the chain code of every BIP328 synthetic xpub. */
@@ -29,6 +30,45 @@ export class Bip328Error extends Error {
     super(message);
     this.name = 'Bip328Error';
   }
+}
+
+/** I_L and I_R of one CKDpub step (HMAC-SHA512 over the parent key and index). */
+function ckdHmac(chainCode: Uint8Array, key: Uint8Array, index: number): { IL: Uint8Array; IR: Uint8Array } {
+  if (!Number.isInteger(index) || index < 0 || index >= HARDENED_OFFSET) {
+    throw new Bip328Error(`derivation index ${index} is hardened or out of range (only unhardened steps are possible from a public key)`);
+  }
+  const data = new Uint8Array(37);
+  data.set(key, 0);
+  new DataView(data.buffer).setUint32(33, index, false);
+  const I = hmac(sha512, chainCode, data);
+  return { IL: I.slice(0, 32), IR: I.slice(32) };
+}
+
+/**
+ * BIP328 derivation below KeyAgg(participants) along an unhardened path, with the child key of
+ * each step computed by src/musig2 as the aggregate with the plain tweaks so far (cached there,
+ * so inputs that share a path prefix share its work). Same result as deriveFromAggregate.
+ */
+export function deriveMusig(participants: readonly Uint8Array[], path: readonly number[]): Derivation {
+  let key: Uint8Array;
+  try {
+    key = getPlainPk(keyAgg(participants));
+  } catch (e) {
+    throw new Bip328Error(`cannot aggregate the participants: ${(e as Error).message}`);
+  }
+  let cc = BIP328_CHAINCODE;
+  const tweaks: Tweak[] = [];
+  for (const index of path) {
+    const { IL, IR } = ckdHmac(cc, key, index);
+    tweaks.push({ tweak: IL, xonly: false });
+    try {
+      key = getPlainPk(keyAggAndTweak(participants, tweaks));
+    } catch (e) {
+      throw new Bip328Error(`derivation step ${index} is invalid: ${(e as Error).message}`);
+    }
+    cc = IR;
+  }
+  return { publicKey: key, tweaks, chainCode: cc };
 }
 
 function checkAggregate(aggregate: Uint8Array): void {
@@ -77,14 +117,7 @@ export function deriveUnhardened(publicKey: Uint8Array, chainCode: Uint8Array, p
   let cc = chainCode;
   const tweaks: Tweak[] = [];
   for (const index of path) {
-    if (!Number.isInteger(index) || index < 0 || index >= HARDENED_OFFSET) {
-      throw new Bip328Error(`derivation index ${index} is hardened or out of range (only unhardened steps are possible from a public key)`);
-    }
-    const data = new Uint8Array(37);
-    data.set(key, 0);
-    new DataView(data.buffer).setUint32(33, index, false);
-    const I = hmac(sha512, cc, data);
-    const IL = I.slice(0, 32);
+    const { IL } = ckdHmac(cc, key, index);
     let child: HDKey;
     try {
       child = new HDKey({ publicKey: key, chainCode: cc }).deriveChild(index);

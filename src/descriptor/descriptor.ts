@@ -9,9 +9,9 @@ import { HDKey } from '@scure/bip32';
 import { Address, WIF, tapLeafHash } from '@scure/btc-signer/payment.js';
 import { NETWORK, TEST_NETWORK, compareBytes, equalBytes, pubECDSA, tagSchnorr, taprootTweakPubkey } from '@scure/btc-signer/utils.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
-import { getPlainPk, keyAgg, keySort } from '../musig2/index.js';
+import { getPlainPk, keyAgg, keyAggAndTweak, keySort } from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
-import { HARDENED_OFFSET, XPUB_VERSIONS, deriveFromAggregate } from './bip328.js';
+import { HARDENED_OFFSET, XPUB_VERSIONS, deriveMusig } from './bip328.js';
 import { descriptorChecksum } from './checksum.js';
 
 export class DescriptorError extends Error {
@@ -331,10 +331,23 @@ function resolve(path: readonly PathStep[], branch: number, index: number): numb
   });
 }
 
+// Intermediate nodes (e.g. the /0 and /1 branches) are derived once per key, not per index.
+const childCache = new WeakMap<HDKey, Map<number, HDKey>>();
+
 function deriveHd(hd: HDKey, path: readonly number[]): HDKey {
   let k = hd;
   try {
-    for (const i of path) k = k.deriveChild(i);
+    path.forEach((i, n) => {
+      if (n === path.length - 1) {
+        k = k.deriveChild(i);
+        return;
+      }
+      let children = childCache.get(k);
+      if (children === undefined) childCache.set(k, (children = new Map()));
+      let c = children.get(i);
+      if (c === undefined) children.set(i, (c = k.deriveChild(i)));
+      k = c;
+    });
   } catch (e) {
     throw new DescriptorError(`derivation failed: ${(e as Error).message}`);
   }
@@ -362,7 +375,12 @@ function deriveKey(k: KeyExpr, branch: number, index: number): DerivedKey {
   const participantOrigins = sorted.map((key) => withOrigins.find((d) => equalBytes(d.key, key))?.origin);
   const aggregate = getPlainPk(keyAgg(sorted));
   const path = resolve(k.path, branch, index);
-  const child = deriveFromAggregate(aggregate, path);
+  let child;
+  try {
+    child = deriveMusig(sorted, path);
+  } catch (e) {
+    throw new DescriptorError(`musig() derivation failed: ${(e as Error).message}`);
+  }
   return {
     xonly: child.publicKey.subarray(1),
     compressed: child.publicKey,
@@ -372,6 +390,65 @@ function deriveKey(k: KeyExpr, branch: number, index: number): DerivedKey {
 
 const branchHash = (a: Uint8Array, b: Uint8Array): Uint8Array =>
   (compareBytes(a, b) < 0 ? tagSchnorr('TapBranch', a, b) : tagSchnorr('TapBranch', b, a));
+
+/** A BIP341 script tree: a leaf, or a pair of subtrees (the shape is kept as given). */
+export type ScriptTree = { script: Uint8Array; leafVersion: number } | [ScriptTree, ScriptTree];
+
+export interface TaprootLeaf {
+  readonly script: Uint8Array;
+  readonly leafVersion: number;
+  readonly leafHash: Uint8Array;
+  readonly depth: number;
+  readonly controlBlock: { version: number; internalKey: Uint8Array; merklePath: Uint8Array[] };
+}
+
+export interface TaprootOutput {
+  readonly leaves: TaprootLeaf[]; // depth-first, left to right
+  readonly merkleRoot?: Uint8Array;
+  readonly tapTweak: Uint8Array;
+  readonly outputKey: Uint8Array;
+  readonly outputParity: number;
+  readonly script: Uint8Array;
+}
+
+/**
+ * BIP341 taproot_output_script with leaf hashes, merkle root, tweak and control blocks. With
+ * `musig` (the internal key's aggregate and BIP328 tweaks), the output key is computed by
+ * src/musig2 as one more (x-only) tweak, which is much cheaper than a generic point tweak.
+ */
+export function buildTaproot(internalKey: Uint8Array, tree?: ScriptTree, musig?: MusigKeyInfo): TaprootOutput {
+  type Built = { hash: Uint8Array; leaves: { leaf: Omit<TaprootLeaf, 'controlBlock'>; path: Uint8Array[] }[] };
+  const build = (t: ScriptTree, depth: number): Built => {
+    if (!Array.isArray(t)) {
+      const leafHash = tapLeafHash(t.script, t.leafVersion);
+      return { hash: leafHash, leaves: [{ leaf: { script: t.script, leafVersion: t.leafVersion, leafHash, depth }, path: [] }] };
+    }
+    const l = build(t[0], depth + 1);
+    const r = build(t[1], depth + 1);
+    for (const x of l.leaves) x.path.push(r.hash);
+    for (const x of r.leaves) x.path.push(l.hash);
+    return { hash: branchHash(l.hash, r.hash), leaves: [...l.leaves, ...r.leaves] };
+  };
+  const built = tree ? build(tree, 0) : undefined;
+  const merkleRoot = built?.hash;
+  const tapTweak = tagSchnorr('TapTweak', internalKey, merkleRoot ?? new Uint8Array(0));
+  let outputKey: Uint8Array;
+  let outputParity: number;
+  try {
+    if (musig) {
+      const plain = getPlainPk(keyAggAndTweak(musig.participants, [...musig.tweaks, { tweak: tapTweak, xonly: true }]));
+      [outputKey, outputParity] = [plain.subarray(1), plain[0] === 3 ? 1 : 0];
+    } else {
+      [outputKey, outputParity] = taprootTweakPubkey(internalKey, merkleRoot ?? new Uint8Array(0));
+    }
+  } catch (e) {
+    throw new DescriptorError(`TapTweak failed: ${(e as Error).message}`);
+  }
+  const leaves = (built?.leaves ?? []).map(({ leaf, path }) => ({
+    ...leaf, controlBlock: { version: leaf.leafVersion | outputParity, internalKey, merklePath: path },
+  }));
+  return { leaves, ...(merkleRoot ? { merkleRoot } : {}), tapTweak, outputKey, outputParity, script: Uint8Array.of(0x51, 0x20, ...outputKey) };
+}
 
 /** Output script, keys, tree and tweak of a descriptor at a branch and index. */
 export function deriveAt(desc: Descriptor, at: DerivePosition = {}): DerivedOutput {
@@ -386,34 +463,16 @@ export function deriveAt(desc: Descriptor, at: DerivePosition = {}): DerivedOutp
       script: Uint8Array.of(0x51, 0x20, ...internalKey.xonly),
     };
   }
-  // Tree: leaf hashes, merkle paths, root.
-  type Built = { hash: Uint8Array; leaves: { leaf: Omit<DerivedLeaf, 'controlBlock'>; path: Uint8Array[] }[] };
-  const build = (t: TreeExpr, depth: number): Built => {
-    if (t.kind === 'leaf') {
-      const key = deriveKey(t.key, branch, index);
-      const script = Uint8Array.of(0x20, ...key.xonly, 0xac);
-      const leafHash = tapLeafHash(script, 0xc0);
-      return { hash: leafHash, leaves: [{ leaf: { key, script, leafVersion: 0xc0, leafHash, depth }, path: [] }] };
-    }
-    const l = build(t.left, depth + 1);
-    const r = build(t.right, depth + 1);
-    for (const x of l.leaves) x.path.push(r.hash);
-    for (const x of r.leaves) x.path.push(l.hash);
-    return { hash: branchHash(l.hash, r.hash), leaves: [...l.leaves, ...r.leaves] };
+  const keys: DerivedKey[] = [];
+  const toScripts = (t: TreeExpr): ScriptTree => {
+    if (t.kind === 'branch') return [toScripts(t.left), toScripts(t.right)];
+    const key = deriveKey(t.key, branch, index);
+    keys.push(key);
+    return { script: Uint8Array.of(0x20, ...key.xonly, 0xac), leafVersion: 0xc0 };
   };
-  const built = desc.tree ? build(desc.tree, 0) : undefined;
-  const merkleRoot = built?.hash;
-  const tapTweak = tagSchnorr('TapTweak', internalKey.xonly, merkleRoot ?? new Uint8Array(0));
-  let outputKey: Uint8Array;
-  let outputParity: number;
-  try {
-    [outputKey, outputParity] = taprootTweakPubkey(internalKey.xonly, merkleRoot ?? new Uint8Array(0));
-  } catch (e) {
-    throw new DescriptorError(`TapTweak failed: ${(e as Error).message}`);
-  }
-  const leaves: DerivedLeaf[] = (built?.leaves ?? []).map(({ leaf, path }) => ({
-    ...leaf, controlBlock: { version: 0xc0 | outputParity, internalKey: internalKey.xonly, merklePath: path },
-  }));
+  const tr = buildTaproot(internalKey.xonly, desc.tree ? toScripts(desc.tree) : undefined, internalKey.musig);
+  const { merkleRoot, tapTweak, outputKey, outputParity } = tr;
+  const leaves: DerivedLeaf[] = tr.leaves.map((l, i) => ({ ...l, key: keys[i] as DerivedKey }));
   return {
     type: 'tr', branch, index, internalKey, leaves, ...(merkleRoot ? { merkleRoot } : {}), tapTweak, outputKey, outputParity,
     script: Uint8Array.of(0x51, 0x20, ...outputKey),
@@ -430,22 +489,34 @@ export function deriveAddress(desc: Descriptor, at: DerivePosition = {}, network
   return addressOf(deriveAt(desc, at), network);
 }
 
+// Scripts already derived per parsed descriptor, so that matching many scripts (every input and
+// output of a PSBT) costs at most one pass over the indices.
+const derivedScripts = new WeakMap<Descriptor, { upTo: number; byScript: Map<string, { branch: number; index: number }> }>();
+
 /**
- * The position (branch, index ≤ maxIndex) at which the descriptor derives `script`, or
- * undefined. A policy uses it to tell change (branch 1 of `<0;1>`) from a payment.
+ * The position (branch, index ≤ maxIndex, default 1000) at which the descriptor derives
+ * `script`, or undefined. A policy uses it to tell change (branch 1 of `<0;1>`) from a payment.
  */
 export function matchOutputScript(desc: Descriptor, script: Uint8Array, opts: { maxIndex?: number; branches?: number[] } = {}): { branch: number; index: number } | undefined {
   const maxIndex = desc.ranged ? (opts.maxIndex ?? 1000) : 0;
   const branches = opts.branches ?? [...Array(desc.branches).keys()];
-  if (script.length !== 34 || script[0] !== 0x51 || script[1] !== 0x20) return undefined;
-  for (let index = 0; index <= maxIndex; index++) {
-    for (const branch of branches) {
-      if (branch >= desc.branches) continue;
-      if (equalBytes(deriveAt(desc, { branch, index }).script, script)) return { branch, index };
+  if (!(script instanceof Uint8Array) || script.length !== 34 || script[0] !== 0x51 || script[1] !== 0x20) return undefined;
+  let memo = derivedScripts.get(desc);
+  if (memo === undefined) derivedScripts.set(desc, (memo = { upTo: -1, byScript: new Map() }));
+  const want = bytesToHex(script);
+  const accept = (pos: { branch: number; index: number } | undefined): pos is { branch: number; index: number } =>
+    pos !== undefined && pos.index <= maxIndex && branches.includes(pos.branch);
+  const known = memo.byScript.get(want);
+  if (accept(known)) return known;
+  while (memo.upTo < maxIndex) {
+    const index = ++memo.upTo;
+    for (let branch = 0; branch < desc.branches; branch++) {
+      const id = bytesToHex(deriveAt(desc, { branch, index }).script);
+      if (!memo.byScript.has(id)) memo.byScript.set(id, { branch, index });
     }
+    const found = memo.byScript.get(want);
+    if (accept(found)) return found;
   }
   return undefined;
 }
 
-/** Hex of a 33- or 32-byte key, for messages. */
-export const keyHex = bytesToHex;

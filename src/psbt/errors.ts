@@ -9,6 +9,7 @@ export type PsbtErrorReason =
   | 'AGGREGATE_MISMATCH' // 0x1a key data is not KeyAgg of its listed participants
   | 'DERIVATION_MISMATCH' // BIP328 path + TapTweak do not reach the output key / leaf key
   | 'DUPLICATE_PARTICIPANT' // a key listed twice in a 0x1a list we would sign for
+  | 'TOO_MANY_PARTICIPANTS' // a 0x1a list over MAX_PARTICIPANTS
   | 'MISSING_UTXO' // an input without witnessUtxo or nonWitnessUtxo
   | 'UNSUPPORTED_SIGHASH' // sighash type other than DEFAULT (0) or ALL (1)
   | 'NO_PARTICIPATION' // the key takes part in no input

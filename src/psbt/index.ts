@@ -16,12 +16,13 @@ import { sha256x2, tagSchnorr, taprootTweakPubkey, compareBytes, equalBytes } fr
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { bytesToHex, concatBytes } from '@noble/hashes/utils.js';
 import {
-  InvalidContributionError, Musig2Error, getPlainPk, getXonlyPk, isValidAggnonce, keyAgg,
+  InvalidContributionError, getPlainPk, getXonlyPk, isValidAggnonce, keyAgg,
   keyAggAndTweak, nonceAgg, partialSigAgg, partialSigVerify,
 } from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
-import { Bip328Error, deriveFromAggregate, keyFingerprint } from '../descriptor/bip328.js';
+import { deriveMusig, keyFingerprint } from '../descriptor/bip328.js';
 import { PsbtError, describe } from './errors.js';
+import { TaprootSighasher } from './sighash.js';
 
 export { PsbtError } from './errors.js';
 export type { PsbtErrorReason } from './errors.js';
@@ -36,14 +37,22 @@ export interface PsbtLimits {
 
 export const DEFAULT_PSBT_LIMITS: PsbtLimits = Object.freeze({ maxPsbtBytes: 4 * 1024 * 1024, maxInputs: 1000, maxOutputs: 1000 });
 
-/** How scure opens every PSBT here: keep unknown and proprietary fields, accept any script. */
+/**
+ * How scure opens every PSBT here: keep unknown and proprietary fields, accept any script (an
+ * output script scure cannot decode is still a valid output; the inputs we sign are checked here).
+ */
 const TX_OPTS = {
   unknown: 'ignore',
+  disableScriptCheck: true,
   proprietary: 'ignore',
   allowUnknownOutputs: true,
   allowUnknownInputs: true,
   allowUnknownVersion: true,
 } as const;
+
+/** Work caps per 0x1a entry, so a small PSBT cannot ask for a huge KeyAgg or derivation. */
+export const MAX_PARTICIPANTS = 1000;
+export const MAX_DERIVATION_DEPTH = 255; // BIP32 depth is one byte
 
 const SIGHASH_DEFAULT = 0;
 const SIGHASH_ALL = 1;
@@ -72,20 +81,18 @@ function readCompactSize(b: Uint8Array, pos: number): [number, number] {
  * (the full parse then reports the problem).
  */
 function peekCounts(b: Uint8Array): { inputs: number; outputs: number } | undefined {
+  let inputs: number | undefined;
+  let outputs: number | undefined;
   try {
     let pos = 5;
-    let inputs: number | undefined;
-    let outputs: number | undefined;
     for (;;) {
       let keyLen: number;
       [keyLen, pos] = readCompactSize(b, pos);
       if (keyLen === 0) break;
       const keyType = b[pos];
-      const keyEnd = pos + keyLen;
       let valLen: number;
-      [valLen, pos] = readCompactSize(b, keyEnd);
+      [valLen, pos] = readCompactSize(b, pos + keyLen);
       const val = b.subarray(pos, pos + valLen);
-      if (val.length !== valLen) return undefined;
       pos += valLen;
       if (keyLen !== 1) continue;
       if (keyType === 0x04) inputs = readCompactSize(val, 0)[0];
@@ -93,8 +100,8 @@ function peekCounts(b: Uint8Array): { inputs: number; outputs: number } | undefi
       if (keyType === 0x00) {
         // PSBTv0 unsigned transaction: version, input count, inputs, output count.
         const [n, afterCount] = readCompactSize(val, 4);
-        let p = afterCount;
         inputs = n;
+        let p = afterCount;
         for (let i = 0; i < n && p < val.length; i++) {
           let sl: number;
           [sl, p] = readCompactSize(val, p + 36);
@@ -103,10 +110,10 @@ function peekCounts(b: Uint8Array): { inputs: number; outputs: number } | undefi
         if (p < val.length) outputs = readCompactSize(val, p)[0];
       }
     }
-    return inputs === undefined ? undefined : { inputs, outputs: outputs ?? 0 };
   } catch {
-    return undefined;
+    // A truncated or malformed map: keep the counts read so far; the full parse reports the rest.
   }
+  return inputs === undefined && outputs === undefined ? undefined : { inputs: inputs ?? 0, outputs: outputs ?? 0 };
 }
 
 function checkLimits(inputs: number, outputs: number, limits: PsbtLimits): void {
@@ -208,14 +215,13 @@ function fail(reason: ConstructorParameters<typeof PsbtError>[0], inputIndex: nu
   throw new PsbtError(reason, detail, { inputIndex, participant: participant === undefined ? undefined : bytesToHex(participant) });
 }
 
-/** Reasons of musig2 failures, copied into a PsbtError for `index`. */
+/** A musig2 (or any) failure as a PsbtError for input `index`, blaming a participant when it can. */
 function fromMusig(e: unknown, index: number, reason: ConstructorParameters<typeof PsbtError>[0], participants?: readonly Uint8Array[]): never {
   if (e instanceof PsbtError) throw e;
   if (e instanceof InvalidContributionError && e.signer !== null && participants !== undefined) {
     const r = e.contrib === 'pubnonce' ? 'BAD_NONCE' : e.contrib === 'psig' ? 'BAD_PARTIAL_SIG' : reason;
     fail(r, index, describe(e), participants[e.signer]);
   }
-  if (e instanceof Musig2Error || e instanceof Bip328Error) fail(reason, index, describe(e));
   fail(reason, index, describe(e));
 }
 
@@ -237,10 +243,11 @@ function pathText(path: readonly number[]): string {
 }
 
 /** BIP328 derivation of `target` (x-only) from the aggregate; throws DERIVATION_MISMATCH. */
-function derive(index: number, aggregate: Uint8Array, path: number[], target: Uint8Array, what: string): Tweak[] {
+function derive(index: number, participants: Uint8Array[], aggregate: Uint8Array, path: number[], target: Uint8Array, what: string): Tweak[] {
+  if (path.length > MAX_DERIVATION_DEPTH) fail('DERIVATION_MISMATCH', index, `${what}: a derivation path of ${path.length} steps (at most ${MAX_DERIVATION_DEPTH})`);
   let derived;
   try {
-    derived = deriveFromAggregate(aggregate, path);
+    derived = deriveMusig(participants, path);
   } catch (e) {
     fail('DERIVATION_MISMATCH', index, `${what}: ${describe(e)}`);
   }
@@ -264,17 +271,34 @@ function controlBlockCommits(cb: { version: number; internalKey: Uint8Array; mer
   }
 }
 
-interface PlanContext { tx: Transaction; inputs: Input[]; prevouts?: Prevouts }
+interface PlanContext { tx: Transaction; inputs: Input[]; sighasher?: TaprootSighasher }
 
 function sighashFor(ctx: PlanContext, index: number, type: number, leaf?: { script: Uint8Array }): Uint8Array {
-  ctx.prevouts ??= allPrevouts(ctx.inputs);
-  try {
-    return leaf === undefined
-      ? ctx.tx.preimageWitnessV1(index, ctx.prevouts.scripts, type, ctx.prevouts.amounts)
-      : ctx.tx.preimageWitnessV1(index, ctx.prevouts.scripts, type, ctx.prevouts.amounts, -1, leaf.script, TAPROOT_LEAF_VERSION);
-  } catch (e) {
-    fail('MALFORMED', index, `cannot compute the BIP341 sighash: ${describe(e)}`);
+  if (ctx.sighasher === undefined) {
+    const prevouts = allPrevouts(ctx.inputs);
+    try {
+      ctx.sighasher = new TaprootSighasher(ctx.tx.unsignedTx, prevouts.scripts, prevouts.amounts);
+    } catch (e) {
+      fail('MALFORMED', index, `cannot compute the BIP341 sighash: ${describe(e)}`);
+    }
   }
+  try {
+    return ctx.sighasher.sighash(index, type, leaf?.script, TAPROOT_LEAF_VERSION);
+  } catch (e) {
+    fail(VALID_SIGHASH_TYPES.has(type) ? 'MALFORMED' : 'UNSUPPORTED_SIGHASH', index, `cannot compute the BIP341 sighash: ${describe(e)}`);
+  }
+}
+
+const VALID_SIGHASH_TYPES = new Set([0x00, 0x01, 0x02, 0x03, 0x81, 0x82, 0x83]);
+
+/**
+ * The BIP341 signature hash of input `index` for any hash type, from the PSBT's own UTXOs
+ * (every input needs one). `leafScript` selects a script-path spend (leaf version 0xc0).
+ * Signing plans allow only DEFAULT and ALL; this is the general computation they use.
+ */
+export function taprootSighash(tx: Transaction, index: number, sighashType: number, leafScript?: Uint8Array): Uint8Array {
+  if (!Number.isInteger(index) || index < 0 || index >= tx.inputsLength) throw new PsbtError('MALFORMED', `no input ${index}`);
+  return sighashFor(newContext(tx), index, sighashType, leafScript === undefined ? undefined : { script: leafScript });
 }
 
 /**
@@ -285,6 +309,7 @@ function sighashFor(ctx: PlanContext, index: number, type: number, leaf?: { scri
  */
 function planEntry(ctx: PlanContext, index: number, aggregate: Uint8Array, participants: Uint8Array[]): MusigInputPlan[] {
   const input = ctx.inputs[index] as Input;
+  if (participants.length > MAX_PARTICIPANTS) fail('TOO_MANY_PARTICIPANTS', index, `${participants.length} participants in one 0x1a list, at most ${MAX_PARTICIPANTS}`);
   let plain: Uint8Array;
   try {
     plain = getPlainPk(keyAgg(participants));
@@ -313,7 +338,7 @@ function planEntry(ctx: PlanContext, index: number, aggregate: Uint8Array, parti
   const keyPathSource = internal ?? outputKey;
   const path = derivationPath(input, keyPathSource, aggregate, aggFp);
   if (path !== undefined) {
-    const tweaks = derive(index, aggregate, path, keyPathSource, internal ? 'internal key' : 'output key');
+    const tweaks = derive(index, participants, aggregate, path, keyPathSource, internal ? 'internal key' : 'output key');
     if (internal) tweaks.push({ tweak: tapTweakHash(internal, input.tapMerkleRoot), xonly: true });
     let finalCtx;
     try {
@@ -343,7 +368,7 @@ function planEntry(ctx: PlanContext, index: number, aggregate: Uint8Array, parti
     const leafHash = tapLeafHash(script, ver);
     if (seen.has(hex(leafHash))) continue;
     seen.add(hex(leafHash));
-    const tweaks = derive(index, aggregate, leafPath, leafKey, 'leaf key');
+    const tweaks = derive(index, participants, aggregate, leafPath, leafKey, 'leaf key');
     if (!controlBlockCommits(cb, leafHash, outputKey)) {
       fail('DERIVATION_MISMATCH', index, `the control block of leaf ${hex(leafHash)} does not commit to the output key ${hex(outputKey)}`);
     }
@@ -399,7 +424,7 @@ export function planSigning(tx: Transaction, ourPubkey: Uint8Array): SigningPlan
     }
   });
   if (plans.length === 0) throw new PsbtError('NO_PARTICIPATION', `key ${hex(ourPubkey)} is a MuSig2 participant in no input`);
-  ctx.prevouts ??= allPrevouts(ctx.inputs); // every input's UTXO, even when no plan hashed yet
+  if (ctx.sighasher === undefined) allPrevouts(ctx.inputs); // every input's UTXO, even when no plan hashed yet
   return { unsignedTxid: unsignedTxid(tx), inputs: plans };
 }
 
@@ -485,17 +510,24 @@ function musigKey(participant: Uint8Array, plan: MusigInputPlan): MusigKey {
     : { participantPubkey: participant, aggregatePubkey: plan.keyDataKey, leafHash: plan.leafHash };
 }
 
-/** A PSBT of the same unsigned transaction with no fields beyond what defines it. */
-function skeleton(tx: Transaction): Transaction {
+type MusigFields = { musig2PubNonce?: [MusigKey, Uint8Array][]; musig2PartialSig?: [MusigKey, Uint8Array][] };
+
+/** A PSBT of the same unsigned transaction with no fields beyond what defines it, plus `extra`. */
+function skeleton(tx: Transaction, extra: ReadonlyMap<number, MusigFields>): Transaction {
   const version = tx.opts.PSBTVersion ?? 0;
   const out = new Transaction({ ...TX_OPTS, version: tx.version, lockTime: tx.lockTime, PSBTVersion: version });
   for (let i = 0; i < tx.inputsLength; i++) {
     const inp = tx.getInput(i);
-    out.addInput({
-      txid: inp.txid, index: inp.index, sequence: inp.sequence,
-      ...(version === 2 && inp.requiredTimeLocktime !== undefined ? { requiredTimeLocktime: inp.requiredTimeLocktime } : {}),
-      ...(version === 2 && inp.requiredHeightLocktime !== undefined ? { requiredHeightLocktime: inp.requiredHeightLocktime } : {}),
-    }, true);
+    try {
+      out.addInput({
+        txid: inp.txid, index: inp.index, sequence: inp.sequence,
+        ...(version === 2 && inp.requiredTimeLocktime !== undefined ? { requiredTimeLocktime: inp.requiredTimeLocktime } : {}),
+        ...(version === 2 && inp.requiredHeightLocktime !== undefined ? { requiredHeightLocktime: inp.requiredHeightLocktime } : {}),
+        ...extra.get(i),
+      }, true);
+    } catch (e) {
+      fail('MALFORMED', i, `cannot add MuSig2 fields: ${describe(e)}`);
+    }
   }
   for (let i = 0; i < tx.outputsLength; i++) {
     const o = tx.getOutput(i);
@@ -510,19 +542,58 @@ function skeleton(tx: Transaction): Transaction {
  * BIP174 Combiner (what BitGo's HSM answers).
  */
 export function minimalPsbtWith(tx: Transaction, additions: readonly PsbtAddition[]): Uint8Array {
-  const out = skeleton(tx);
+  const extra = new Map<number, MusigFields>();
   for (const a of additions) {
-    if (!Number.isInteger(a.index) || a.index < 0 || a.index >= out.inputsLength) throw new PsbtError('MALFORMED', `no input ${a.index}`);
-    const update: { musig2PubNonce?: [MusigKey, Uint8Array][]; musig2PartialSig?: [MusigKey, Uint8Array][] } = {};
-    if (a.pubNonce) update.musig2PubNonce = [[musigKey(a.pubNonce.participant, a.plan), a.pubNonce.nonce]];
-    if (a.partialSig) update.musig2PartialSig = [[musigKey(a.partialSig.participant, a.plan), a.partialSig.sig]];
-    try {
-      out.updateInput(a.index, update, true);
-    } catch (e) {
-      fail('MALFORMED', a.index, `cannot add MuSig2 fields: ${describe(e)}`);
+    if (!Number.isInteger(a.index) || a.index < 0 || a.index >= tx.inputsLength) throw new PsbtError('MALFORMED', `no input ${a.index}`);
+    const f = extra.get(a.index) ?? {};
+    if (a.pubNonce) {
+      if (!(a.pubNonce.nonce instanceof Uint8Array) || a.pubNonce.nonce.length !== 66) fail('MALFORMED', a.index, 'a public nonce must be 66 bytes');
+      (f.musig2PubNonce ??= []).push([musigKey(a.pubNonce.participant, a.plan), a.pubNonce.nonce]);
     }
+    if (a.partialSig) {
+      if (!(a.partialSig.sig instanceof Uint8Array) || a.partialSig.sig.length !== 32) fail('MALFORMED', a.index, 'a partial signature must be 32 bytes');
+      (f.musig2PartialSig ??= []).push([musigKey(a.partialSig.participant, a.plan), a.partialSig.sig]);
+    }
+    extra.set(a.index, f);
   }
-  return encodePsbt(out);
+  if ((tx.opts.PSBTVersion ?? 0) === 0) return minimalV0(tx, extra);
+  return encodePsbt(skeleton(tx, extra));
+}
+
+function compactSize(n: number): Uint8Array {
+  if (n < 0xfd) return Uint8Array.of(n);
+  if (n <= 0xffff) return Uint8Array.of(0xfd, n & 0xff, n >>> 8);
+  return Uint8Array.of(0xfe, n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24);
+}
+
+function keyValue(key: Uint8Array, value: Uint8Array): Uint8Array {
+  return concatBytes(compactSize(key.length), key, compactSize(value.length), value);
+}
+
+/**
+ * PSBTv0 minimal PSBT written directly: the unsigned transaction and the 0x1b/0x1c records,
+ * sorted by key. Its keys come from checked plans, so the point validation scure would repeat
+ * on every record (the bulk of the cost on a large PSBT) is not needed here.
+ */
+function minimalV0(tx: Transaction, extra: ReadonlyMap<number, MusigFields>): Uint8Array {
+  const parts: Uint8Array[] = [Uint8Array.of(0x70, 0x73, 0x62, 0x74, 0xff), keyValue(Uint8Array.of(0x00), tx.unsignedTx), Uint8Array.of(0)];
+  for (let i = 0; i < tx.inputsLength; i++) {
+    const f = extra.get(i);
+    const records: [Uint8Array, Uint8Array][] = [];
+    for (const [type, entries] of [[0x1b, f?.musig2PubNonce], [0x1c, f?.musig2PartialSig]] as const) {
+      for (const [k, v] of entries ?? []) {
+        records.push([concatBytes(Uint8Array.of(type), k.participantPubkey, k.aggregatePubkey, k.leafHash ?? new Uint8Array(0)), v]);
+      }
+    }
+    records.sort((a, b) => compareBytes(a[0], b[0]));
+    for (let r = 1; r < records.length; r++) {
+      if (equalBytes((records[r - 1] as [Uint8Array, Uint8Array])[0], (records[r] as [Uint8Array, Uint8Array])[0])) fail('CONFLICT', i, 'the same MuSig2 record added twice');
+    }
+    for (const [k, v] of records) parts.push(keyValue(k, v));
+    parts.push(Uint8Array.of(0));
+  }
+  for (let o = 0; o < tx.outputsLength; o++) parts.push(Uint8Array.of(0));
+  return concatBytes(...parts);
 }
 
 type KeyedInfo = readonly [number, { encode(v: unknown): Uint8Array } | false, { encode(v: unknown): Uint8Array }, ...unknown[]];
