@@ -257,7 +257,8 @@ class PsbtSessionStore {
   }
 
   cancelReservation(n: number): void {
-    this.held -= n;
+    // clear() (on close) may have zeroed the count under a call still in flight.
+    this.held = Math.max(0, this.held - n);
   }
 
   addReserved(s: PsbtSession): void {

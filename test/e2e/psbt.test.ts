@@ -93,6 +93,18 @@ describe('a 3-party, 5-input transaction', () => {
     expect(result.txid).toBe(final.id);
   });
 
+  it('the same transaction as a PSBT version 2', async () => {
+    const f = fixture({ seed: 9 });
+    const v2 = Transaction.fromPSBT(f.psbt, { allowUnknownOutputs: true }).toPSBT(2);
+    expect(Transaction.fromPSBT(v2, { allowUnknownOutputs: true }).opts.PSBTVersion).toBe(2);
+    const result = await runPsbtSession({
+      psbt: v2,
+      signers: [scureParticipant(scureSecret, f), { keyId: 'random', client: randomClient }, { keyId: 'final', client: finalClient }],
+    });
+    expect(result.finalized).toEqual([0, 1, 2, 3]);
+    expect(verifyWithBitcoinjs(result.rawTx!, f.prevoutScripts, f.amounts)).toBe(5);
+  });
+
   it('the RPCs one by one: minimal answers, PsbtCombine and PsbtFinalize on the daemon', async () => {
     const f = fixture({ seed: 2 });
     const scure = scureParticipant(scureSecret, f);
