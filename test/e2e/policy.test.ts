@@ -1,0 +1,142 @@
+// The signing policy through a real daemon process (SoftHSM2 token, SQLite ledger, gRPC): a
+// policy file that does not load refuses to start, naming the field; the policy hash in the start
+// log, ListKeys and every audit record; a refusal as PERMISSION_DENIED with ErrorInfo POLICY_*,
+// audited with the amounts and counted by reason in /metrics; the raw-message RPCs refused; and
+// SIGHUP reloading the file (a broken file keeps the old policy), audited.
+import { readFile, writeFile } from 'node:fs/promises';
+import { get } from 'node:http';
+import { join } from 'node:path';
+import { status as Status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClientError, SignerClient } from '../../src/client/index.js';
+import { parsePolicy } from '../../src/policy/index.js';
+import { p2tr } from '../policy/helpers.js';
+import { changeScript, walletDescriptor, walletTx } from '../signer/policy-fixture.js';
+import { createKey, Daemon, makeToken, removeToken, runCli } from './harness.js';
+import type { Token } from './harness.js';
+
+let token: Token;
+let daemon: Daemon | undefined;
+let client: SignerClient;
+let wallet: ReturnType<typeof walletDescriptor>;
+let policyFile: string;
+let auditFile: string;
+
+const policyDoc = (maxAmount: number) => ({
+  version: 1,
+  network: 'regtest',
+  keys: { ours: { wallets: [wallet.text], rules: [{ name: 'small', max_amount: maxAmount }] } },
+});
+
+async function refusal(p: Promise<unknown>): Promise<ClientError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ClientError);
+  return err as ClientError;
+}
+
+function metricsText(address: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(`http://${address}/metrics`, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve(text));
+    }).on('error', reject);
+  });
+}
+
+async function auditRecords(): Promise<Record<string, unknown>[]> {
+  return (await readFile(auditFile, 'utf8'))
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+beforeAll(async () => {
+  token = await makeToken();
+  const keys = [await createKey(token, 'ours'), await createKey(token, 'a'), await createKey(token, 'b')];
+  wallet = walletDescriptor(keys);
+  policyFile = join(token.dir, 'policy.json');
+  auditFile = join(token.dir, 'audit.jsonl');
+}, 60_000);
+
+afterAll(async () => {
+  client?.close();
+  await daemon?.stop();
+  await removeToken(token);
+});
+
+describe('serve --policy', () => {
+  it('a policy file that does not load refuses to start, naming the field', async () => {
+    await writeFile(policyFile, JSON.stringify({ ...policyDoc(10_000), keys: { ours: { rules: [{ name: 'r', max_amont: 5 }] } } }));
+    const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--ledger', `sqlite:${join(token.dir, 'l.db')}`, '--policy', policyFile], { env: token.env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('keys["ours"].rules[0].max_amont: unknown field');
+  });
+
+  it('serves with the policy: hash in the start log, ListKeys and audit; refusals audited and counted; raw messages refused', async () => {
+    await writeFile(policyFile, JSON.stringify(policyDoc(10_000)));
+    const hash = parsePolicy(await readFile(policyFile, 'utf8')).hashHex;
+    daemon = await Daemon.start(token, { metrics: true, args: ['--policy', policyFile, '--audit-log', auditFile] });
+    client = new SignerClient(daemon.address);
+    expect(daemon.logEntries().find((e) => e.event === 'policy_loaded')?.policyHash).toBe(hash);
+    expect(await client.policyHash()).toBe(hash);
+
+    // 50 000 to a payee: over max_amount. Refused at round 1, before any nonce.
+    const t = walletTx(wallet.desc, [100_000n], [{ script: p2tr(0x42), amount: 50_000n }, { script: changeScript(wallet.desc, 0), amount: 49_000n }], 'e2e');
+    const e = await refusal(client.psbtNonceGen({ keyId: 'ours', psbt: t.psbt }));
+    expect(e.code).toBe(Status.PERMISSION_DENIED);
+    expect(e.errorInfo?.reason).toBe('POLICY_AMOUNT');
+    expect(e.errorInfo?.metadata.rule).toBe('small');
+    expect(e.errorInfo?.metadata.amount_sent).toBe('50000');
+
+    const keys = (await client.listKeys()).map((k) => k.publicKey);
+    const rawDenied = await refusal(client.nonceGen({ keyId: 'ours', pubkeys: keys }));
+    expect(rawDenied.errorInfo?.reason).toBe('POLICY_RAW_MESSAGE');
+
+    const records = await auditRecords();
+    expect(records.find((r) => r.event === 'audit_open')?.policy_hash).toBe(hash);
+    const denied = records.find((r) => r.rpc === 'PsbtNonceGen');
+    expect(denied).toMatchObject({ outcome: 'policy_denied', code: 'PERMISSION_DENIED', policy_reason: 'POLICY_AMOUNT', policy_rule: 'small', policy_amount_sent: '50000', policy_fee: '1000', policy_hash: hash });
+    for (const r of records.filter((x) => x.event === 'call')) expect(r.policy_hash).toBe(hash);
+
+    const text = await metricsText(daemon.metricsAddress!);
+    expect(text).toMatch(/musig2_signer_policy_refusals_total\{reason="POLICY_AMOUNT"\} 1/);
+    expect(text).toMatch(/musig2_signer_policy_refusals_total\{reason="POLICY_RAW_MESSAGE"\} 1/);
+  });
+
+  it('SIGHUP reloads the file; a broken file keeps the old policy and says why; both audited', async () => {
+    const d = daemon!;
+    const before = (await client.policyHash())!;
+    await writeFile(policyFile, JSON.stringify(policyDoc(60_000)));
+    const next = parsePolicy(await readFile(policyFile, 'utf8')).hashHex;
+    process.kill(d.pid, 'SIGHUP');
+    await until(async () => (await client.policyHash()) === next, 'the reloaded policy');
+    // The transaction refused before now passes round 1.
+    const t = walletTx(wallet.desc, [100_000n], [{ script: p2tr(0x42), amount: 50_000n }, { script: changeScript(wallet.desc, 0), amount: 49_000n }], 'e2e-2');
+    expect((await client.psbtNonceGen({ keyId: 'ours', psbt: t.psbt })).inputs).toEqual([0]);
+
+    await writeFile(policyFile, '{"version": 1, "network": "regtest", "keys": {"ours": {"rules": [{"name": "x", "max_amount": -1}]}}}');
+    process.kill(d.pid, 'SIGHUP');
+    await until(() => d.logEntries().some((e) => e.event === 'policy_reload_failed'), 'the failed reload');
+    expect(await client.policyHash()).toBe(next);
+    const failed = d.logEntries().find((e) => e.event === 'policy_reload_failed');
+    expect(String(failed?.reason)).toContain('max_amount');
+
+    const reloads = (await auditRecords()).filter((r) => r.event === 'policy_reload');
+    expect(reloads).toHaveLength(2);
+    expect(reloads[0]).toMatchObject({ loaded: true, previous_policy_hash: before, policy_hash: next });
+    expect(reloads[1]).toMatchObject({ loaded: false, previous_policy_hash: next, policy_hash: next });
+    expect(String(reloads[1]!.error)).toContain('max_amount');
+  });
+});
