@@ -25,7 +25,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     load: async () => (await import('./keys.js')).runKeys,
   },
   policy: {
-    summary: 'hash FILE: check a signing-policy file and print its policy hash',
+    summary: 'hash FILE | check --policy FILE --psbt FILE [--key K]: a policy file\'s hash; how it judges a transaction',
     load: async () => (await import('./policy.js')).runPolicy,
   },
   psbt: {

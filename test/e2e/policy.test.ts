@@ -76,6 +76,32 @@ afterAll(async () => {
   await removeToken(token);
 });
 
+describe('policy check', () => {
+  it('prints the rule that allows a transaction, or why each rule refuses it, without signing', async () => {
+    const file = join(token.dir, 'check-policy.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        version: 1,
+        network: 'regtest',
+        keys: { ours: { wallets: [wallet.text], rules: [{ name: 'small', max_amount: 10_000 }, { name: 'to-payee', destinations: [Buffer.from(p2tr(0x42)).toString('hex')] }] } },
+      }),
+    );
+    const psbtFile = join(token.dir, 'check.psbt');
+    const pay = (script: Uint8Array) =>
+      walletTx(wallet.desc, [100_000n], [{ script, amount: 50_000n }, { script: changeScript(wallet.desc, 1), amount: 49_000n }], `check ${script[2]}`);
+    await writeFile(psbtFile, Buffer.from(pay(p2tr(0x42)).psbt).toString('base64'));
+    const ok = await runCli(['policy', 'check', '--policy', file, '--psbt', psbtFile, '--key', 'ours'], { env: token.env });
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain("key ours: ALLOWED by rule 'to-payee' (sends 50000 sats, change 49000 sats, fee 1000 sats)");
+    await writeFile(psbtFile, pay(p2tr(0x44)).psbt);
+    const no = await runCli(['policy', 'check', '--policy', file, '--psbt', psbtFile], { env: token.env });
+    expect(no.code).toBe(1);
+    expect(no.stdout).toContain("key ours: REFUSED POLICY_AMOUNT (rule 'small')");
+    expect(no.stdout).toContain("rule 'to-payee': POLICY_DESTINATION");
+  });
+});
+
 describe('serve --policy', () => {
   it('a policy file that does not load refuses to start, naming the field', async () => {
     await writeFile(policyFile, JSON.stringify({ ...policyDoc(10_000), keys: { ours: { rules: [{ name: 'r', max_amont: 5 }] } } }));
