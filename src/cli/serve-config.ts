@@ -24,8 +24,14 @@ export const SERVE_SETTINGS = {
   ledger: {
     flag: 'ledger',
     env: 'MUSIG2_LEDGER',
-    description: 'nonce ledger: sqlite:PATH (default under .local/data/) or postgres://URL',
+    description: 'nonce ledger: sqlite:PATH (default under .local/data/) or postgres://URL; none (final signer only, policy without per_period)',
     default: () => DEFAULT_LEDGER,
+  },
+  role: {
+    flag: 'role',
+    env: 'MUSIG2_ROLE',
+    description: 'signer (default: every Signer RPC) or final-signer (DeterministicSign and PsbtDeterministicSign only)',
+    default: () => 'signer',
   },
   tlsCert: { flag: 'tls-cert', env: 'MUSIG2_TLS_CERT', description: 'server certificate, PEM' },
   tlsKey: { flag: 'tls-key', env: 'MUSIG2_TLS_KEY', description: 'server private key, PEM' },
@@ -109,7 +115,10 @@ export interface ServeConfig {
   listen: string;
   /** Allow plaintext on a non-loopback address. */
   insecure: boolean;
+  /** A ledger URL, or 'none' (final signer only). */
   ledger: string;
+  /** final-signer serves DeterministicSign and PsbtDeterministicSign only. */
+  role: 'signer' | 'final-signer';
   sessionTtlMs: number;
   maxSessions: number;
   maxMessageBytes: number;
@@ -173,11 +182,17 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new CliError('TLS needs both a certificate and a key', 2);
   if (tlsClientCa !== undefined && tlsCert === undefined) throw new CliError('a client CA needs a server certificate and key', 2);
   const int = (key: keyof typeof SERVE_SETTINGS) => positiveInt(SERVE_SETTINGS[key].flag, s[key]!);
+  const role = s.role!;
+  if (role !== 'signer' && role !== 'final-signer') throw new CliError(`--role must be signer or final-signer, got '${role}'`, 2);
+  if (s.ledger === 'none' && role !== 'final-signer') {
+    throw new CliError('--ledger none is only for --role final-signer: random nonces must be recorded before they leave', 2);
+  }
 
   return {
     listen: s.listen!,
     insecure: values.insecure === true,
     ledger: s.ledger!,
+    role,
     sessionTtlMs: int('sessionTtlMs'),
     maxSessions: int('maxSessions'),
     maxMessageBytes: int('maxMessageBytes'),

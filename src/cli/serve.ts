@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { AuditLog, AuditLogCorruptError, AuditUnavailableError } from '../audit/index.js';
 import { Keystore } from '../keystore/index.js';
-import { openLedger } from '../ledger/index.js';
+import { NoLedger, openLedger } from '../ledger/index.js';
 import type { NonceLedger } from '../ledger/index.js';
 import {
   AccessRules,
@@ -112,6 +112,13 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
   }
   if (!config.auditLog) logger.warn('no audit log (--audit-log): signing decisions are not recorded');
   const policy = config.policy === undefined ? undefined : await loadPolicyForServe(config.policy);
+  const noLedger = config.ledger === 'none';
+  if (noLedger && policy?.needsLedger) {
+    throw new CliError('the signing policy has a velocity rule (per_period), which needs a ledger: pass --ledger sqlite:PATH or postgres://URL', 2);
+  }
+  if (config.role === 'final-signer') {
+    logger.info({ role: config.role, ledger: noLedger ? 'none' : 'yes' }, `final signer: DeterministicSign and PsbtDeterministicSign only${noLedger ? ', no ledger (stateless)' : ''}`);
+  }
   if (policy) {
     logger.info(
       { event: 'policy_loaded', policyHash: policy.hashHex, policyFile: config.policy, keys: [...policy.keys.keys()], needsLedger: policy.needsLedger },
@@ -145,9 +152,9 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     logger.info({ workers: compute.size }, `curve arithmetic (signing and Aggregator) on ${compute.size === 0 ? 'the event loop' : `${compute.size} worker thread(s)`}`);
     const keystore = await Keystore.open(config.keystore);
     closers.push({ name: 'keystore', close: () => keystore.close() });
-    const ledger: NonceLedger = await openLedger(config.ledger);
+    const ledger: NonceLedger = noLedger ? new NoLedger() : await openLedger(config.ledger);
     closers.push({ name: 'ledger', close: () => ledger.close() });
-    if (policy) gate = new PolicyGate(policy, { ledger });
+    if (policy) gate = new PolicyGate(policy, noLedger ? {} : { ledger });
 
     // Reads everything lazily at scrape time: the signer's counters, the token's errors and
     // reconnects; DaemonServer wires in health.
@@ -217,6 +224,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       psbt,
       psbtLimits: { maxPsbtBytes: config.maxPsbtBytes, maxInputs: config.maxPsbtInputs },
       ...(gate ? { policyHash: () => gate!.policy.hashHex } : {}),
+      finalSignerOnly: config.role === 'final-signer',
     });
   } catch (err) {
     // Also as a JSON line, for log pipelines that read only those (our messages carry no secret).

@@ -12,6 +12,7 @@ export type * from './types.js';
 export { SqliteLedger, DEFAULT_BUSY_TIMEOUT_MS } from './sqlite.js';
 export type { SqliteLedgerOptions } from './sqlite.js';
 export { PostgresLedger, PG_DEFAULTS } from './postgres.js';
+export { NoLedger } from './none.js';
 export type { PostgresLedgerOptions } from './postgres.js';
 
 export interface OpenLedgerOptions {

@@ -21,7 +21,7 @@ import { psbtAggregatorHandlers, psbtSignerHandlers } from './psbt.js';
 import type { PsbtBackend } from './psbt.js';
 import { DEFAULT_PSBT_LIMITS } from '../psbt/index.js';
 import type { PsbtLimits } from '../psbt/index.js';
-import { ComputePool, DEFAULT_LIMITS } from '../signer/index.js';
+import { ComputePool, DEFAULT_LIMITS, SignerError } from '../signer/index.js';
 import type { PublicCompute, SignerService } from '../signer/index.js';
 import type { RequestLimits } from './validate.js';
 
@@ -72,6 +72,8 @@ export interface DaemonServerOptions {
   psbtLimits?: Partial<PsbtLimits>;
   /** The signing policy's hash (hex) now, or undefined without a policy: in ListKeys and every audit record. */
   policyHash?: PolicyHashSource;
+  /** Final-signer role: the Signer answers only ListKeys, DeterministicSign and PsbtDeterministicSign. */
+  finalSignerOnly?: boolean;
 }
 
 export class MissingAccessRulesError extends Error {
@@ -155,13 +157,22 @@ export class DaemonServer {
     const signer = signerHandlers(opts.signer, opts.policyHash);
     const psbtSigner = psbtSignerHandlers(psbtBackend, psbtLimits);
     const psbtAggregator = psbtAggregatorHandlers(psbtLimits);
+    // A final signer keeps no nonce state: the random-nonce RPCs are refused before anything runs.
+    const randomPath = <Req, Res>(rpc: string, handle: (req: Req) => Promise<Res>): ((req: Req) => Promise<Res>) =>
+      opts.finalSignerOnly
+        ? async () => {
+            throw new SignerError('FAILED_PRECONDITION', `${rpc}: this daemon is a final signer (--role final-signer); it serves DeterministicSign and PsbtDeterministicSign only`, {
+              errorInfo: { reason: 'FINAL_SIGNER_ONLY', metadata: {} },
+            });
+          }
+        : handle;
     server.addService(withSafeDecoding(packageDefinition[SIGNER_SERVICE] as ServiceDefinition), {
       ListKeys: unary('ListKeys', ctx, signer.listKeys),
-      NonceGen: unary('NonceGen', ctx, signer.nonceGen),
-      Sign: unary('Sign', ctx, signer.sign),
+      NonceGen: unary('NonceGen', ctx, randomPath('NonceGen', signer.nonceGen)),
+      Sign: unary('Sign', ctx, randomPath('Sign', signer.sign)),
       DeterministicSign: unary('DeterministicSign', ctx, signer.deterministicSign),
-      PsbtNonceGen: unary('PsbtNonceGen', ctx, psbtSigner.psbtNonceGen),
-      PsbtSign: unary('PsbtSign', ctx, psbtSigner.psbtSign),
+      PsbtNonceGen: unary('PsbtNonceGen', ctx, randomPath('PsbtNonceGen', psbtSigner.psbtNonceGen)),
+      PsbtSign: unary('PsbtSign', ctx, randomPath('PsbtSign', psbtSigner.psbtSign)),
       PsbtDeterministicSign: unary('PsbtDeterministicSign', ctx, psbtSigner.psbtDeterministicSign),
     });
     const aggregator = aggregatorHandlers(limits, opts.compute ?? ComputePool.inline());

@@ -10,6 +10,7 @@ import { status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientError, SignerClient } from '../../src/client/index.js';
 import { parsePolicy } from '../../src/policy/index.js';
+import { combinePsbts } from '../../src/psbt/index.js';
 import { p2tr } from '../policy/helpers.js';
 import { changeScript, walletDescriptor, walletTx } from '../signer/policy-fixture.js';
 import { createKey, Daemon, makeToken, removeToken, runCli } from './harness.js';
@@ -100,6 +101,50 @@ describe('policy check', () => {
     expect(no.stdout).toContain("key ours: REFUSED POLICY_AMOUNT (rule 'small')");
     expect(no.stdout).toContain("rule 'to-payee': POLICY_DESTINATION");
   });
+});
+
+describe('the final-signer role', () => {
+  it('refuses to start with no ledger and a velocity rule, and refuses --ledger none outside the role', async () => {
+    const file = join(token.dir, 'velocity.json');
+    await writeFile(file, JSON.stringify({ version: 1, network: 'regtest', keys: { ours: { rules: [{ name: 'daily', per_period: { amount: 1000, period_seconds: 86400 } }] } } }));
+    const velocity = await runCli(['serve', '--listen', '127.0.0.1:0', '--role', 'final-signer', '--ledger', 'none', '--policy', file], { env: token.env });
+    expect(velocity.code).toBe(2);
+    expect(velocity.stderr).toContain('velocity rule (per_period), which needs a ledger');
+    const notFinal = await runCli(['serve', '--listen', '127.0.0.1:0', '--ledger', 'none'], { env: token.env });
+    expect(notFinal.code).toBe(2);
+    expect(notFinal.stderr).toContain('--ledger none is only for --role final-signer');
+  });
+
+  it('with no ledger and a policy that needs none: PsbtDeterministicSign signs and is judged; the random-nonce RPCs are refused', async () => {
+    const file = join(token.dir, 'final.json');
+    await writeFile(file, JSON.stringify(policyDoc(10_000)));
+    const helperDaemon = await Daemon.start(token, { ledger: `sqlite:${join(token.dir, 'helper.db')}` });
+    const final = await Daemon.start(token, { ledger: 'none', args: ['--role', 'final-signer', '--policy', file] });
+    const helperClient = new SignerClient(helperDaemon.address);
+    const finalClient = new SignerClient(final.address);
+    try {
+      const withNonces = async (sent: bigint, seed: string) => {
+        const t = walletTx(wallet.desc, [100_000n], [{ script: p2tr(0x42), amount: sent }, { script: changeScript(wallet.desc, 2), amount: 99_000n - sent }], seed);
+        const r1 = await Promise.all(['a', 'b'].map((keyId) => helperClient.psbtNonceGen({ keyId, psbt: t.psbt })));
+        return combinePsbts([t.psbt, ...r1.map((r) => r.psbt)]);
+      };
+      const signed = await finalClient.psbtDeterministicSign({ keyId: 'ours', psbt: await withNonces(5_000n, 'final-ok') });
+      expect(signed.inputs).toEqual([0]);
+      const big = await refusal(finalClient.psbtDeterministicSign({ keyId: 'ours', psbt: await withNonces(50_000n, 'final-big') }));
+      expect(big.errorInfo?.reason).toBe('POLICY_AMOUNT');
+      const keys = (await finalClient.listKeys()).map((k) => k.publicKey);
+      const ng = await refusal(finalClient.nonceGen({ keyId: 'ours', pubkeys: keys }));
+      expect(ng.code).toBe(Status.FAILED_PRECONDITION);
+      expect(ng.errorInfo?.reason).toBe('FINAL_SIGNER_ONLY');
+      const png = await refusal(finalClient.psbtNonceGen({ keyId: 'ours', psbt: await withNonces(5_000n, 'final-png') }));
+      expect(png.errorInfo?.reason).toBe('FINAL_SIGNER_ONLY');
+      expect(final.logEntries().some((e) => typeof e.msg === 'string' && e.msg.includes('no ledger (stateless)'))).toBe(true);
+    } finally {
+      helperClient.close();
+      finalClient.close();
+      await Promise.all([helperDaemon.stop(), final.stop()]);
+    }
+  }, 60_000);
 });
 
 describe('serve --policy', () => {
