@@ -31,6 +31,8 @@ export interface OutputSpec {
   amount: bigint;
   /** Give the output the BIP373 fields of this change position although its script is another: a forged change claim. */
   claimChangeAt?: number;
+  /** Remove the BIP32 derivations the Updater added: a real change output that claims nothing. */
+  noClaim?: boolean;
 }
 
 /** One-input-per-amount transaction spending the wallet's receive branch. */
@@ -47,6 +49,7 @@ export function walletTx(desc: Descriptor, inputs: bigint[], outputs: OutputSpec
   updatePsbtFromDescriptor(tx, desc, { maxIndex: 20 });
   outputs.forEach((o, i) => {
     if (o.claimChangeAt !== undefined) tx.updateOutput(i, outputFieldsFor(deriveAt(desc, { branch: 1, index: o.claimChangeAt })), true);
+    if (o.noClaim) tx.updateOutput(i, { tapBip32Derivation: undefined }, true);
   });
   const txid = sha256(sha256(tx.unsignedTx)).reverse();
   return { psbt: tx.toPSBT(), txid };

@@ -60,12 +60,14 @@ async function services(policy: Policy, ledgerPath = join(dir, `ledger-${++seq}.
 }
 
 /** 100 000 in, `sent` to PAYEE, the rest but a 1000-sat fee to change (re-derived, index 3). */
-function tx(sent: bigint, opts: { fee?: bigint; to?: Uint8Array; forgeChange?: boolean; inputs?: bigint[] } = {}) {
+function tx(sent: bigint, opts: { fee?: bigint; to?: Uint8Array; forgeChange?: boolean; unclaimedChange?: boolean; inputs?: bigint[] } = {}) {
   const inputs = opts.inputs ?? [100_000n];
   const total = inputs.reduce((a, b) => a + b, 0n);
   const fee = opts.fee ?? 1_000n;
   const rest = total - sent - fee;
-  const change = opts.forgeChange ? { script: ELSEWHERE, amount: rest, claimChangeAt: 3 } : { script: changeScript(wallet.desc, 3), amount: rest };
+  const change = opts.forgeChange
+    ? { script: ELSEWHERE, amount: rest, claimChangeAt: 3 }
+    : { script: changeScript(wallet.desc, 3), amount: rest, noClaim: opts.unclaimedChange === true };
   return walletTx(wallet.desc, inputs, [{ script: opts.to ?? PAYEE, amount: sent }, change], `t${++seq}`);
 }
 
@@ -85,6 +87,10 @@ describe('what the policy sees', () => {
     expect(e.errorInfo?.metadata.amount_sent).toBe('99000');
     expect(e.errorInfo?.metadata.fee).toBe('1000');
     expect(s.gate.refusals.get('POLICY_AMOUNT')).toBe(1);
+    // A real change output whose PSBT fields claim nothing is not looked for: a payment too.
+    const unclaimed = tx(5_000n, { unclaimedChange: true });
+    const u = await signerError(s.psbt.psbtDeterministicSign({ keyId: 'ours', psbt: await withOtherNonces(helper, OTHERS, unclaimed.psbt) }), 'PERMISSION_DENIED');
+    expect(u.errorInfo?.metadata.amount_sent).toBe('99000');
   });
 
   it('PsbtNonceGen makes no nonce for a refused transaction; PsbtSign judges again', async () => {
