@@ -67,16 +67,17 @@ export async function runStart(argv: string[]): Promise<number> {
   const config = parseServeArgs(argv, env);
   const logger = daemonLogger(config.logLevel);
   const signal = nextSignal();
+  // A transaction for the demo keys, spending a made-up output of their musig() descriptor;
+  // written before the daemon starts, so a failure here leaves nothing running.
+  const demo = demoPsbt(pubkeys);
+  const psbtPath = join(PROJECT_DATA_DIR, 'demo.psbt');
+  mkdirSync(PROJECT_DATA_DIR, { recursive: true });
+  writeFileSync(psbtPath, `${Buffer.from(demo.psbt).toString('base64')}\n`);
   const daemon = await startDaemon(config, logger);
 
   const message = Buffer.from('musig2-signer demo message').toString('hex');
   const signers = DEMO_KEYS.map((k) => `--signer ${daemon.address}/${k}`).join(' ');
   const rel = (p: string) => relative(process.cwd(), p) || '.';
-  // A transaction for the demo keys, spending a made-up output of their musig() descriptor.
-  const demo = demoPsbt(pubkeys);
-  const psbtPath = join(PROJECT_DATA_DIR, 'demo.psbt');
-  mkdirSync(PROJECT_DATA_DIR, { recursive: true });
-  writeFileSync(psbtPath, `${Buffer.from(demo.psbt).toString('base64')}\n`);
   const bin = rel(join(ROOT, 'bin', 'musig2-signer.js'));
   console.log(
     [
