@@ -10,7 +10,10 @@
 //   authenticated client; only refusals are audited.
 //
 // Records hold digests (SHA-256 hex) of the message and of the signing context, never the
-// message or any secret; `rand` of DeterministicSign is not digested at all.
+// message or any secret; `rand` of DeterministicSign is not digested at all. With a signing
+// policy, every record carries `policy_hash`, and a policy refusal is recorded with outcome
+// `policy_denied` and the facts of its ErrorInfo (`policy_reason`, `policy_rule`,
+// `policy_amount_sent`, `policy_fee`, `policy_destinations`, ...).
 import { status as Status } from '@grpc/grpc-js';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
