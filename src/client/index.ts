@@ -2,6 +2,7 @@
 // which drives a whole MuSig2 signing session across several signer daemons.
 export { AggregatorClient, SignerClient } from './clients.js';
 export type {
+  ApprovalParam,
   CallOptions,
   ClientOptions,
   DeterministicSignParams,

@@ -14,6 +14,7 @@ import type { ChannelCredentials } from '@grpc/grpc-js';
 import { status as Status } from '@grpc/grpc-js';
 import { combinePsbts, decodePsbt, finalizeMusigInputs, PsbtError } from '../psbt/index.js';
 import { SignerClient } from './clients.js';
+import type { ApprovalParam } from './clients.js';
 import { ClientError, CulpritError, SessionError } from './errors.js';
 import type { Contribution } from './errors.js';
 import type { SessionSigner } from './session.js';
@@ -48,6 +49,8 @@ export interface RunPsbtSessionOptions {
   deadlineMs?: number;
   /** Observes progress; awaited, so a caller can act between rounds. */
   onEvent?: (event: PsbtSessionEvent) => void | Promise<void>;
+  /** Signing-policy approvals, sent with every daemon's PSBT calls (README "Signing policy"). */
+  approvals?: readonly ApprovalParam[];
 }
 
 export interface PsbtSessionResult {
@@ -103,7 +106,7 @@ export async function runPsbtSession(opts: RunPsbtSessionOptions): Promise<PsbtS
     await gatherPubkeys(parties);
     for (let attempt = 0; ; attempt++) {
       try {
-        const r = await attemptSession(parties, opts.psbt, attempt, opts.onEvent);
+        const r = await attemptSession(parties, opts.psbt, attempt, opts.onEvent, opts.approvals);
         return { ...r, restarts: attempt };
       } catch (err) {
         if (!(err instanceof SessionLost)) throw err;
@@ -188,6 +191,7 @@ async function attemptSession(
   psbt: Uint8Array,
   attempt: number,
   onEvent: RunPsbtSessionOptions['onEvent'],
+  approvals: RunPsbtSessionOptions['approvals'],
 ): Promise<Omit<PsbtSessionResult, 'restarts'>> {
   const last = parties.length > 1 && parties[parties.length - 1]!.daemon ? parties[parties.length - 1]! : undefined;
   const randomParties = last ? parties.slice(0, -1) : parties;
@@ -197,7 +201,7 @@ async function attemptSession(
     randomParties.map(async (p) => {
       try {
         if (p.participant) return { sessionId: undefined, psbt: await p.participant.nonceGen(psbt) };
-        return await p.daemon!.client.psbtNonceGen({ keyId: p.daemon!.keyId, psbt });
+        return await p.daemon!.client.psbtNonceGen({ keyId: p.daemon!.keyId, psbt, approvals: approvals });
       } catch (err) {
         throw callFailed(parties, p, 'PsbtNonceGen', err);
       }
@@ -210,7 +214,7 @@ async function attemptSession(
   if (last) {
     let answer;
     try {
-      answer = await last.daemon!.client.psbtDeterministicSign({ keyId: last.daemon!.keyId, psbt: withNonces });
+      answer = await last.daemon!.client.psbtDeterministicSign({ keyId: last.daemon!.keyId, psbt: withNonces, approvals: approvals });
     } catch (err) {
       throw callFailed(parties, last, 'PsbtDeterministicSign', err);
     }
@@ -223,7 +227,7 @@ async function attemptSession(
     randomParties.map(async (p, i) => {
       try {
         if (p.participant) return await p.participant.sign(withNonces);
-        const params = { sessionId: round1[i]!.sessionId!, psbt: withNonces };
+        const params = { sessionId: round1[i]!.sessionId!, psbt: withNonces, approvals: approvals };
         const client = p.daemon!.client;
         try {
           return (await client.psbtSign(params)).psbt;

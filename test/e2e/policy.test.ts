@@ -8,10 +8,10 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClientError, SignerClient } from '../../src/client/index.js';
-import { parsePolicy } from '../../src/policy/index.js';
+import { ClientError, runPsbtSession, SessionError, SignerClient } from '../../src/client/index.js';
+import { parsePolicy, signApproval } from '../../src/policy/index.js';
 import { combinePsbts } from '../../src/psbt/index.js';
-import { p2tr } from '../policy/helpers.js';
+import { approver, p2tr } from '../policy/helpers.js';
 import { changeScript, walletDescriptor, walletTx } from '../signer/policy-fixture.js';
 import { createKey, Daemon, makeToken, removeToken, runCli } from './harness.js';
 import type { Token } from './harness.js';
@@ -143,6 +143,41 @@ describe('the final-signer role', () => {
       helperClient.close();
       finalClient.close();
       await Promise.all([helperDaemon.stop(), final.stop()]);
+    }
+  }, 60_000);
+});
+
+describe('approvals through the SDK', () => {
+  it('runPsbtSession passes approvals to every daemon call: two of three sign; one is refused with POLICY_APPROVALS', async () => {
+    const officers = ['x', 'y', 'z'].map(approver);
+    const file = join(token.dir, 'cold.json');
+    const doc = {
+      version: 1,
+      network: 'regtest',
+      keys: { ours: { wallets: [wallet.text], rules: [{ name: 'two-officers', approvals: { keys: officers.map((o) => o.hex), min: 2 } }] } },
+    };
+    await writeFile(file, JSON.stringify(doc));
+    const hash = parsePolicy(JSON.stringify(doc)).hash;
+    const helperDaemon = await Daemon.start(token, { ledger: `sqlite:${join(token.dir, 'helper-sdk.db')}` });
+    const cold = await Daemon.start(token, { ledger: `sqlite:${join(token.dir, 'cold.db')}`, args: ['--policy', file] });
+    const signers = [
+      { endpoint: helperDaemon.address, keyId: 'a' },
+      { endpoint: helperDaemon.address, keyId: 'b' },
+      { endpoint: cold.address, keyId: 'ours' },
+    ];
+    try {
+      const t = walletTx(wallet.desc, [100_000n], [{ script: p2tr(0x42), amount: 90_000n }, { script: changeScript(wallet.desc, 4), amount: 9_000n }], 'sdk');
+      const one = await runPsbtSession({ psbt: t.psbt, signers, approvals: [signApproval(officers[0]!.secret, t.txid, hash)] }).then(
+        () => undefined,
+        (e: unknown) => e as SessionError,
+      );
+      expect(one).toBeInstanceOf(SessionError);
+      expect(((one as SessionError).cause as ClientError).errorInfo?.reason).toBe('POLICY_APPROVALS');
+      const done = await runPsbtSession({ psbt: t.psbt, signers, approvals: [0, 2].map((i) => signApproval(officers[i]!.secret, t.txid, hash)) });
+      expect(done.rawTx).toBeDefined();
+      expect(done.finalized).toEqual([0]);
+    } finally {
+      await Promise.all([helperDaemon.stop(), cold.stop()]);
     }
   }, 60_000);
 });
