@@ -32,6 +32,8 @@ musig2-signer psbt sign --signer HOST:PORT/KEY [--signer ...] --psbt FILE [optio
   --binary                 write binary PSBTs
   --tls-ca FILE, --tls-cert FILE, --tls-key FILE   TLS / mTLS, as for \`sign\`
   --deadline-ms N          per-call deadline (default 30000)
+  --approval PUBKEY:SIG    a signing-policy approval (hex x-only key and BIP340 signature), sent
+                           to every signer; repeat for several
   --json                   print one JSON object`;
 
 function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>) {
@@ -84,7 +86,13 @@ async function runPsbtSign(argv: string[]): Promise<number> {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'deadline-ms': { type: 'string' },
+    approval: { type: 'string', multiple: true },
     json: { type: 'boolean' },
+  });
+  const approvals = ((v.approval as string[] | undefined) ?? []).map((a) => {
+    const m = /^([0-9a-fA-F]{64}):([0-9a-fA-F]{128})$/.exec(a);
+    if (!m) throw new CliError(`--approval must be PUBKEY:SIGNATURE in hex (32 and 64 bytes), got '${a}'`, 2);
+    return { pubkey: Uint8Array.from(Buffer.from(m[1]!, 'hex')), signature: Uint8Array.from(Buffer.from(m[2]!, 'hex')) };
   });
   const specs = (v.signer as string[] | undefined) ?? [];
   if (specs.length === 0) throw new CliError(`at least one --signer is required\n\n${PSBT_USAGE}`, 2);
@@ -97,7 +105,7 @@ async function runPsbtSign(argv: string[]): Promise<number> {
 
   let result;
   try {
-    result = await runPsbtSession({ psbt, signers, deadlineMs: deadline === undefined ? undefined : Number(deadline) });
+    result = await runPsbtSession({ psbt, signers, approvals, deadlineMs: deadline === undefined ? undefined : Number(deadline) });
   } catch (err) {
     if (err instanceof CulpritError || err instanceof SessionError || err instanceof ClientError) throw new CliError(err.message);
     throw err;

@@ -176,6 +176,18 @@ describe('approvals through the SDK', () => {
       const done = await runPsbtSession({ psbt: t.psbt, signers, approvals: [0, 2].map((i) => signApproval(officers[i]!.secret, t.txid, hash)) });
       expect(done.rawTx).toBeDefined();
       expect(done.finalized).toEqual([0]);
+      // The same through `psbt sign --approval`.
+      const t2 = walletTx(wallet.desc, [100_000n], [{ script: p2tr(0x42), amount: 80_000n }, { script: changeScript(wallet.desc, 5), amount: 19_000n }], 'cli');
+      const psbtFile = join(token.dir, 'cli.psbt');
+      await writeFile(psbtFile, t2.psbt);
+      const approvalArgs = [1, 2].flatMap((i) => {
+        const a = signApproval(officers[i]!.secret, t2.txid, hash);
+        return ['--approval', `${Buffer.from(a.pubkey).toString('hex')}:${Buffer.from(a.signature).toString('hex')}`];
+      });
+      const signerArgs = signers.flatMap((x) => ['--signer', `${x.endpoint}/${x.keyId}`]);
+      const cli = await runCli(['psbt', 'sign', ...signerArgs, '--psbt', psbtFile, '--json', ...approvalArgs], { env: token.env });
+      expect(cli.code).toBe(0);
+      expect(JSON.parse(cli.stdout)).toMatchObject({ txid: Buffer.from(t2.txid).toString('hex') });
     } finally {
       await Promise.all([helperDaemon.stop(), cold.stop()]);
     }
