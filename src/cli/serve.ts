@@ -245,6 +245,10 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
           let error: string | undefined;
           try {
             next = await loadPolicy(policyFile);
+            if (noLedger && next.needsLedger) {
+              next = undefined;
+              error = 'the new policy has a velocity rule (per_period), which needs a ledger, and this daemon runs with --ledger none';
+            }
           } catch (err) {
             error = err instanceof Error ? err.message : String(err);
           }

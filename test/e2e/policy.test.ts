@@ -139,6 +139,13 @@ describe('the final-signer role', () => {
       const png = await refusal(finalClient.psbtNonceGen({ keyId: 'ours', psbt: await withNonces(5_000n, 'final-png') }));
       expect(png.errorInfo?.reason).toBe('FINAL_SIGNER_ONLY');
       expect(final.logEntries().some((e) => typeof e.msg === 'string' && e.msg.includes('no ledger (stateless)'))).toBe(true);
+      // A reload to a policy with a velocity rule is refused: there is no ledger to charge.
+      const hashBefore = await finalClient.policyHash();
+      await writeFile(file, JSON.stringify({ version: 1, network: 'regtest', keys: { ours: { rules: [{ name: 'daily', per_period: { amount: 1, period_seconds: 60 } }] } } }));
+      process.kill(final.pid, 'SIGHUP');
+      await until(() => final.logEntries().some((e) => e.event === 'policy_reload_failed'), 'the refused reload');
+      expect(String(final.logEntries().find((e) => e.event === 'policy_reload_failed')?.reason)).toContain('needs a ledger');
+      expect(await finalClient.policyHash()).toBe(hashBefore);
     } finally {
       helperClient.close();
       finalClient.close();
