@@ -49,6 +49,20 @@ function policyFields(err: unknown): AuditFields {
 
 const SIGNER: ReadonlySet<string> = new Set(SIGNER_RPCS);
 
+/**
+ * A handler may put audit fields on its response under this key (not a message field, so it is
+ * never sent): the policy rule that allowed a transaction and its amounts.
+ */
+export const AUDIT_FIELDS: unique symbol = Symbol('auditFields');
+
+/** Fields a handler attached for the audit record, prefixed `policy_`. */
+function attachedFields(res: unknown): AuditFields {
+  const extra = typeof res === 'object' && res !== null ? (res as { [AUDIT_FIELDS]?: Record<string, string> })[AUDIT_FIELDS] : undefined;
+  const out: AuditFields = {};
+  for (const [k, v] of Object.entries(extra ?? {})) out[`policy_${k}`] = v;
+  return out;
+}
+
 export const AUDIT_UNAVAILABLE_MESSAGE = 'audit log unavailable: the signer answers nothing until it can be written';
 
 const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
@@ -187,7 +201,7 @@ export function accessControl(opts: AccessControlOptions): CallWrapper {
     }
     // The record of the decision is durable before the answer leaves; if it cannot be, the
     // answer (a partial signature, a nonce) is withheld.
-    await record(who, peer, rpc, subject, 'ok', Status.OK);
+    await record(who, peer, rpc, subject, 'ok', Status.OK, undefined, attachedFields(res));
     return res;
   };
 }

@@ -8,6 +8,7 @@ import type { PsbtLimits } from '../psbt/index.js';
 import type { PsbtSignerService } from '../signer/psbt-service.js';
 import { fromPsbtError } from '../signer/psbt-service.js';
 import { SignerError } from '../signer/index.js';
+import { AUDIT_FIELDS } from './access.js';
 import { InvalidRequestError } from './validate.js';
 
 const buf = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
@@ -43,6 +44,12 @@ function approvals(list: pb.ApprovalMsg[] | undefined): { pubkey: Uint8Array; si
   return Array.isArray(list) ? list.map((a) => ({ pubkey: a.pubkey, signature: a.signature })) : [];
 }
 
+/** The response, carrying the policy's audit fields under AUDIT_FIELDS (never serialized). */
+function withAudit<T extends object>(res: T, fields: Record<string, string> | undefined): T {
+  if (fields) Object.defineProperty(res, AUDIT_FIELDS, { value: fields, enumerable: false });
+  return res;
+}
+
 function unavailable(): never {
   throw new SignerError('UNAVAILABLE', 'PSBT signing is not configured on this daemon');
 }
@@ -53,21 +60,21 @@ export function psbtSignerHandlers(backend: PsbtBackend | undefined, limits: Psb
       const psbt = psbtBytes(req.psbt, 'psbt', limits);
       if (!backend) unavailable();
       const res = await backend.psbtNonceGen({ keyId: req.keyId, psbt, approvals: approvals(req.approvals) });
-      return { sessionId: buf(res.sessionId), psbt: buf(res.psbt), expiresAtUnixMs: res.expiresAtUnixMs, inputs: res.inputs };
+      return withAudit({ sessionId: buf(res.sessionId), psbt: buf(res.psbt), expiresAtUnixMs: res.expiresAtUnixMs, inputs: res.inputs }, res.policy);
     },
 
     async psbtSign(req) {
       const psbt = psbtBytes(req.psbt, 'psbt', limits);
       if (!backend) unavailable();
       const res = await backend.psbtSign({ sessionId: req.sessionId, psbt, approvals: approvals(req.approvals) });
-      return { psbt: buf(res.psbt), inputs: res.inputs };
+      return withAudit({ psbt: buf(res.psbt), inputs: res.inputs }, res.policy);
     },
 
     async psbtDeterministicSign(req) {
       const psbt = psbtBytes(req.psbt, 'psbt', limits);
       if (!backend) unavailable();
       const res = await backend.psbtDeterministicSign({ keyId: req.keyId, psbt, approvals: approvals(req.approvals) });
-      return { psbt: buf(res.psbt), inputs: res.inputs };
+      return withAudit({ psbt: buf(res.psbt), inputs: res.inputs }, res.policy);
     },
   };
 }

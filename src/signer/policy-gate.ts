@@ -121,6 +121,14 @@ export function policyAuditFields(policy: Policy, summary: PsbtSummary | undefin
   return f;
 }
 
+/** What the audit record of an allowed transaction says: the rule, the amounts, and any velocity charge. */
+export function allowedAuditFields(a: PsbtAllowed): Record<string, string> {
+  const f = policyAuditFields(a.policy, a.summary, { allowed: true, rule: a.rule });
+  delete f.policy_hash; // every record has it already
+  if (a.charge) f.velocity_charge = `${a.charge.amount}/${a.charge.limit}@${a.charge.periodStart}`;
+  return f;
+}
+
 /** A policy refusal: PERMISSION_DENIED, ErrorInfo reason POLICY_* with the rule and the amounts. */
 export function policyRefusal(policy: Policy, decision: Extract<Decision, { allowed: false }>, summary?: PsbtSummary): SignerError {
   return new SignerError('PERMISSION_DENIED', `policy: ${decision.detail}`, {

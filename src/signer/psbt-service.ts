@@ -38,6 +38,7 @@ import {
 } from '../psbt/index.js';
 import { LedgerError, NonceCollisionError, NonceReuseError, VelocityExceededError, type MarkUsedResult, type NonceLedger, type RecordDeterministicResult } from '../ledger/index.js';
 import type { Approval } from '../policy/index.js';
+import { allowedAuditFields } from './policy-gate.js';
 import type { PolicyGate, PsbtAllowed } from './policy-gate.js';
 import { ComputePool } from './compute-pool.js';
 import { bindingDigest, contextDigest } from './digest.js';
@@ -86,6 +87,8 @@ export interface PsbtNonceGenResult {
   psbt: Uint8Array;
   expiresAtUnixMs: number;
   inputs: number[];
+  /** Under a policy: the rule that allowed the transaction and its amounts, for the audit record. */
+  policy?: Record<string, string>;
 }
 export interface PsbtSignRequest {
   sessionId: Uint8Array;
@@ -96,6 +99,8 @@ export interface PsbtSignResult {
   /** Minimal PSBT: this key's 0x1c per input. */
   psbt: Uint8Array;
   inputs: number[];
+  /** Under a policy: the rule that allowed the transaction and its amounts, for the audit record. */
+  policy?: Record<string, string>;
 }
 export interface PsbtDeterministicSignRequest {
   keyId: string;
@@ -461,7 +466,7 @@ export class PsbtSignerService {
     const key = await this.keystore.getKey(keyId);
     const { tx, plan } = this.plan(bytes, key.publicKey);
     // No nonce is made for a transaction the policy refuses.
-    if (this.policy) await this.policy.checkPsbt(keyId, tx, plan, req.approvals ?? []);
+    const allowed = this.policy ? await this.policy.checkPsbt(keyId, tx, plan, req.approvals ?? []) : undefined;
     this.assertOpen();
     const inputs = plan.inputs;
     const n = inputs.length;
@@ -531,7 +536,7 @@ export class PsbtSignerService {
         inputs.map((p, k) => ({ index: p.index, plan: p, pubNonce: { participant: key.publicKey, nonce: done[k]!.pubnonce } })),
       );
       this.log.debug({ event: 'psbt_nonce_gen', sessionId: session.idHex, keyId, inputs: n }, 'PSBT session opened');
-      return { sessionId: sessionId.slice(), psbt, expiresAtUnixMs: expiresAt, inputs: inputs.map((p) => p.index) };
+      return { sessionId: sessionId.slice(), psbt, expiresAtUnixMs: expiresAt, inputs: inputs.map((p) => p.index), ...(allowed ? { policy: allowedAuditFields(allowed) } : {}) };
     } finally {
       if (!added) {
         this.sessions.cancelReservation(n);
@@ -602,7 +607,8 @@ export class PsbtSignerService {
       session,
       prepared.map((x) => x.digest),
     );
-    return this.signTaken(session, tx, prepared, allowed?.allowed);
+    const signed = await this.signTaken(session, tx, prepared, allowed?.allowed);
+    return allowed ? { ...signed, policy: allowedAuditFields(allowed.allowed) } : signed;
   }
 
   /**
@@ -896,7 +902,7 @@ export class PsbtSignerService {
         partialSig: { participant: key.publicKey, sig: done[k]!.psig },
       })),
     );
-    return { psbt, inputs: plan.inputs.map((p) => p.index) };
+    return { psbt, inputs: plan.inputs.map((p) => p.index), ...(allowed ? { policy: allowedAuditFields(allowed) } : {}) };
   }
 
   // ---- shared -------------------------------------------------------------------------------

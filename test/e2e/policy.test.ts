@@ -250,6 +250,10 @@ describe('serve --policy', () => {
     // The transaction refused before now passes round 1.
     const t = walletTx(wallet.desc, [100_000n], [{ script: p2tr(0x42), amount: 50_000n }, { script: changeScript(wallet.desc, 0), amount: 49_000n }], 'e2e-2');
     expect((await client.psbtNonceGen({ keyId: 'ours', psbt: t.psbt })).inputs).toEqual([0]);
+    // Its audit record names the rule that allowed it and the amounts.
+    const allowed = (await auditRecords()).filter((r) => r.rpc === 'PsbtNonceGen' && r.outcome === 'ok');
+    expect(allowed).toHaveLength(1);
+    expect(allowed[0]).toMatchObject({ policy_hash: next, policy_rule: 'small', policy_amount_sent: '50000', policy_fee: '1000', policy_change: '49000' });
 
     await writeFile(policyFile, '{"version": 1, "network": "regtest", "keys": {"ours": {"rules": [{"name": "x", "max_amount": -1}]}}}');
     process.kill(d.pid, 'SIGHUP');
