@@ -121,11 +121,11 @@ export function policyAuditFields(policy: Policy, summary: PsbtSummary | undefin
   return f;
 }
 
-/** What the audit record of an allowed transaction says: the rule, the amounts, and any velocity charge. */
-export function allowedAuditFields(a: PsbtAllowed): Record<string, string> {
+/** What the audit record of an allowed transaction says: the rule, the amounts, and the velocity charge made (`charged`). */
+export function allowedAuditFields(a: PsbtAllowed, charged: boolean): Record<string, string> {
   const f = policyAuditFields(a.policy, a.summary, { allowed: true, rule: a.rule });
   delete f.policy_hash; // every record has it already
-  if (a.charge) f.velocity_charge = `${a.charge.amount}/${a.charge.limit}@${a.charge.periodStart}`;
+  if (a.charge && charged) f.velocity_charge = `${a.charge.amount}/${a.charge.limit}@${a.charge.periodStart}`;
   return f;
 }
 

@@ -536,7 +536,7 @@ export class PsbtSignerService {
         inputs.map((p, k) => ({ index: p.index, plan: p, pubNonce: { participant: key.publicKey, nonce: done[k]!.pubnonce } })),
       );
       this.log.debug({ event: 'psbt_nonce_gen', sessionId: session.idHex, keyId, inputs: n }, 'PSBT session opened');
-      return { sessionId: sessionId.slice(), psbt, expiresAtUnixMs: expiresAt, inputs: inputs.map((p) => p.index), ...(allowed ? { policy: allowedAuditFields(allowed) } : {}) };
+      return { sessionId: sessionId.slice(), psbt, expiresAtUnixMs: expiresAt, inputs: inputs.map((p) => p.index), ...(allowed ? { policy: allowedAuditFields(allowed, false) } : {}) };
     } finally {
       if (!added) {
         this.sessions.cancelReservation(n);
@@ -608,7 +608,7 @@ export class PsbtSignerService {
       prepared.map((x) => x.digest),
     );
     const signed = await this.signTaken(session, tx, prepared, allowed?.allowed);
-    return allowed ? { ...signed, policy: allowedAuditFields(allowed.allowed) } : signed;
+    return allowed ? { ...signed, policy: allowedAuditFields(allowed.allowed, true) } : signed;
   }
 
   /**
@@ -902,7 +902,7 @@ export class PsbtSignerService {
         partialSig: { participant: key.publicKey, sig: done[k]!.psig },
       })),
     );
-    return { psbt, inputs: plan.inputs.map((p) => p.index), ...(allowed ? { policy: allowedAuditFields(allowed) } : {}) };
+    return { psbt, inputs: plan.inputs.map((p) => p.index), ...(allowed ? { policy: allowedAuditFields(allowed, true) } : {}) };
   }
 
   // ---- shared -------------------------------------------------------------------------------

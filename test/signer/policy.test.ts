@@ -215,7 +215,12 @@ describe('velocity, durable and exact', () => {
     };
     const a = await round(10_000n);
     const b = await round(10_000n); // both pass round 1: nothing is spent yet
-    expect((await s.psbt.psbtSign({ sessionId: a.r1.sessionId, psbt: a.all })).inputs).toEqual([0]);
+    const signedA = await s.psbt.psbtSign({ sessionId: a.r1.sessionId, psbt: a.all });
+    expect(signedA.inputs).toEqual([0]);
+    // What the audit record gets: the rule, the amounts, and the charge (made at PsbtSign, not round 1).
+    expect(signedA.policy).toMatchObject({ rule: 'daily', amount_sent: '10000', fee: '1000' });
+    expect(signedA.policy?.velocity_charge).toMatch(/^10000\/15000@\d+$/);
+    expect(a.r1.policy?.velocity_charge).toBeUndefined();
     const e = await signerError(s.psbt.psbtSign({ sessionId: b.r1.sessionId, psbt: b.all }), 'PERMISSION_DENIED');
     expect(e.errorInfo?.reason).toBe('POLICY_VELOCITY');
     const row = await s.ledger.findBySession(b.r1.sessionId);
