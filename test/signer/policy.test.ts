@@ -12,7 +12,8 @@ import { parsePolicy, signApproval, type Policy } from '../../src/policy/index.j
 import { combinePsbts } from '../../src/psbt/index.js';
 import { PolicyGate, PsbtSignerService, SignerService, type SignerError } from '../../src/signer/index.js';
 import { approver, p2tr } from '../policy/helpers.js';
-import { openTestKeystore, signerError } from './helpers.js';
+import * as musig2 from '../../src/musig2/index.js';
+import { openTestKeystore, rand, signerError } from './helpers.js';
 import { changeScript, walletDescriptor, walletTx, withOtherNonces } from './policy-fixture.js';
 import type { Descriptor } from '../../src/descriptor/index.js';
 
@@ -174,7 +175,17 @@ describe('raw-message RPCs', () => {
     expect((await signerError(s.raw.nonceGen({ keyId: 'unnamed', pubkeys, tweaks: [], extraIn: new Uint8Array(0) }))).errorInfo?.reason).toBe('POLICY_NO_KEY');
     // allow_raw_message: true lets them through.
     const open2 = await services(policyWith([], { allow_raw_message: true }));
-    expect((await open2.raw.nonceGen({ keyId: 'ours', pubkeys, tweaks: [], extraIn: new Uint8Array(0) })).pubnonce).toHaveLength(66);
+    const ng = await open2.raw.nonceGen({ keyId: 'ours', pubkeys, tweaks: [], extraIn: new Uint8Array(0) });
+    expect(ng.pubnonce).toHaveLength(66);
+    // Sign is judged too: after a reload that forbids raw messages it is refused and the session
+    // stays open; back under the permissive policy it signs.
+    const others = [1, 2].map(() => musig2.nonceGen({ sk: rand(32), pk: pubkeys[1]!, extraIn: rand(32) }).pubnonce);
+    const signReq = { sessionId: ng.sessionId, aggnonce: musig2.nonceAgg([ng.pubnonce, ...others]), pubkeys, tweaks: [], message: rand(32) };
+    const permissive = open2.gate.policy;
+    open2.gate.replace(policyWith([]));
+    expect((await signerError(open2.raw.sign(signReq), 'PERMISSION_DENIED')).errorInfo?.reason).toBe('POLICY_RAW_MESSAGE');
+    open2.gate.replace(permissive);
+    expect((await open2.raw.sign(signReq)).partialSig).toHaveLength(32);
   });
 });
 
