@@ -24,7 +24,8 @@ export interface AuditRecord extends AuditFields {
   hash: string;
 }
 
-const RESERVED = new Set(['seq', 'time', 'prev', 'hash']);
+// `chain` and `mac` belong to the keyed format (keyed.ts).
+const RESERVED = new Set(['seq', 'time', 'prev', 'hash', 'chain', 'mac']);
 
 /** JSON with sorted keys; only flat objects of JSON scalars are accepted. */
 export function canonical(fields: AuditFields): string {

@@ -38,6 +38,18 @@ const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    // The audit log's anchor: the last durable head of each audit chain (see types.ts).
+    sql: `
+      CREATE TABLE audit_heads (
+        chain      TEXT   PRIMARY KEY CHECK (char_length(chain) = 32),
+        seq        BIGINT NOT NULL CHECK (seq >= 1),
+        mac        TEXT   NOT NULL CHECK (char_length(mac) = 64),
+        updated_at BIGINT NOT NULL
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

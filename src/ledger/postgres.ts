@@ -35,8 +35,8 @@ import {
   NonceCollisionError,
 } from './errors.js';
 import { migrate } from './postgres-schema.js';
-import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
-import { checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
+import type { AuditHeadRecord, MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
+import { checkAuditHead, checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
 
 export interface PostgresLedgerOptions {
   /** postgres:// or postgresql:// connection URL (libpq style; may carry sslmode etc.). */
@@ -73,6 +73,10 @@ const SQL = {
               WHERE pubnonce = $1 AND digest = $2 AND psig IS NULL RETURNING id`,
   byPubnonce: 'SELECT * FROM nonces WHERE pubnonce = $1',
   bySession: 'SELECT * FROM nonces WHERE session_id = $1',
+  upsertAuditHead: `INSERT INTO audit_heads (chain, seq, mac, updated_at) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, updated_at = excluded.updated_at
+                    WHERE excluded.seq > audit_heads.seq`,
+  auditHead: 'SELECT seq, mac FROM audit_heads WHERE chain = $1',
 } as const;
 
 export class PostgresLedger implements NonceLedger {
@@ -186,6 +190,36 @@ export class PostgresLedger implements NonceLedger {
       ]);
       if (inserted.rowCount === 1) return { outcome: 'recorded' };
       return deterministicOutcome(await this.row('recordDeterministic', SQL.byPubnonce, p), entry.pubnonce, d);
+    });
+  }
+
+  /**
+   * One short transaction with synchronous_commit off: the anchor does not wait for a WAL flush
+   * of its own (losing the last one in a server crash leaves it behind, the safe direction).
+   */
+  async recordAuditHead(head: AuditHeadRecord): Promise<void> {
+    checkAuditHead(head);
+    return this.call(async () => {
+      let client: PoolClient | undefined;
+      try {
+        client = await this.pool.connect();
+        await client.query('BEGIN');
+        await client.query('SET LOCAL synchronous_commit TO off');
+        await client.query(SQL.upsertAuditHead, [head.chain, head.seq, head.mac, this.now()]);
+        await client.query('COMMIT');
+        client.release();
+      } catch (err) {
+        client?.release(true);
+        throw toLedgerError('recordAuditHead', err);
+      }
+    });
+  }
+
+  async auditHead(chain: string): Promise<{ seq: number; mac: string } | null> {
+    return this.call(async () => {
+      const r = await this.query<{ seq: string; mac: string }>('auditHead', SQL.auditHead, [chain]);
+      const row = r.rows[0];
+      return row ? { seq: Number(row.seq), mac: row.mac } : null;
     });
   }
 

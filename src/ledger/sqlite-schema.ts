@@ -35,6 +35,18 @@ const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    // The audit log's anchor: the last durable head of each audit chain (see types.ts).
+    sql: `
+      CREATE TABLE audit_heads (
+        chain      TEXT    PRIMARY KEY CHECK (length(chain) = 32),
+        seq        INTEGER NOT NULL CHECK (seq >= 1),
+        mac        TEXT    NOT NULL CHECK (length(mac) = 64),
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

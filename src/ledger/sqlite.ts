@@ -68,8 +68,8 @@ import {
   NonceCollisionError,
 } from './errors.js';
 import { migrate } from './sqlite-schema.js';
-import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
-import { checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
+import type { AuditHeadRecord, MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
+import { checkAuditHead, checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
 
 export interface SqliteLedgerOptions {
   /** Database file path; parent directories are created. `:memory:` for a throwaway ledger. */
@@ -139,6 +139,8 @@ export class SqliteLedger implements NonceLedger {
     storePsig: Database.Statement;
     byPubnonce: Database.Statement;
     bySession: Database.Statement;
+    upsertAuditHead: Database.Statement;
+    auditHead: Database.Statement;
   };
   /** The whole batch in one BEGIN IMMEDIATE … COMMIT; one outcome per request. */
   private readonly applyBatch: Database.Transaction<(batch: readonly PendingWrite[], at: number) => Outcome[]>;
@@ -178,6 +180,12 @@ export class SqliteLedger implements NonceLedger {
       ),
       byPubnonce: db.prepare('SELECT * FROM nonces WHERE pubnonce = ?'),
       bySession: db.prepare('SELECT * FROM nonces WHERE session_id = ?'),
+      upsertAuditHead: db.prepare(
+        `INSERT INTO audit_heads (chain, seq, mac, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, updated_at = excluded.updated_at
+         WHERE excluded.seq > audit_heads.seq`,
+      ),
+      auditHead: db.prepare('SELECT seq, mac FROM audit_heads WHERE chain = ?'),
     };
     this.applyOne = db.transaction((w: PendingWrite, at: number) => w.apply(at));
     this.applyBatch = db.transaction((batch: readonly PendingWrite[], at: number) =>
@@ -281,6 +289,21 @@ export class SqliteLedger implements NonceLedger {
     return this.enqueue('recordDeterministic', (at): RecordDeterministicResult => {
       if (this.stmts.insertDeterministic.run(entry.keyId, p, at, at, d, s).changes === 1) return { outcome: 'recorded' };
       return deterministicOutcome(this.stmts.byPubnonce.get(p) as LedgerRow | undefined, entry.pubnonce, d);
+    });
+  }
+
+  /** Rides the group commit like any write: no flush of its own when nonce writes are queued. */
+  async recordAuditHead(head: AuditHeadRecord): Promise<void> {
+    checkAuditHead(head);
+    return this.enqueue('recordAuditHead', (at): void => {
+      this.stmts.upsertAuditHead.run(head.chain, head.seq, head.mac, at);
+    });
+  }
+
+  async auditHead(chain: string): Promise<{ seq: number; mac: string } | null> {
+    return this.retrying('auditHead', () => {
+      const row = this.stmts.auditHead.get(chain) as { seq: number; mac: string } | undefined;
+      return row ? { seq: Number(row.seq), mac: row.mac } : null;
     });
   }
 

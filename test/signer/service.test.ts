@@ -542,6 +542,8 @@ describe('ledger faults: fail closed', () => {
       recordDeterministic: (e) => real.recordDeterministic(e),
       findByPubnonce: (p) => real.findByPubnonce(p),
       findBySession: (s) => real.findBySession(s),
+      recordAuditHead: (h) => real.recordAuditHead(h),
+      auditHead: (c) => real.auditHead(c),
       healthy: () => real.healthy(),
       close: () => real.close(),
     };
