@@ -99,7 +99,7 @@ export type KeyedVerifyResult =
  * key, one chain id throughout, seq + 1 and prev = the line before's mac. `head` is the last
  * intact record.
  */
-export function verifyKeyedText(text: string, mac: AuditMac): KeyedVerifyResult {
+export function verifyKeyedText(text: string, mac: AuditMac, onRecord?: (r: KeyedRecord) => void): KeyedVerifyResult {
   let head: AuditHead | undefined;
   if (text.length === 0) return { ok: true, records: 0, head };
   const lines = text.split('\n');
@@ -126,6 +126,7 @@ export function verifyKeyedText(text: string, mac: AuditMac): KeyedVerifyResult 
       return bad(`prev does not match the mac of ${i === 0 ? 'the chain start' : `line ${i}`} (a line was removed or reordered)`);
     }
     head = { chain: r.chain, seq: r.seq, mac: r.mac };
+    onRecord?.(r);
   }
   return { ok: true, records: lines.length, head };
 }

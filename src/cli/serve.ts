@@ -5,7 +5,8 @@
 import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { AuditLog, AuditLogCorruptError, AuditUnavailableError } from '../audit/index.js';
+import { AuditAnchorError, AuditLockedError, AuditLog, AuditLogCorruptError, AuditUnavailableError } from '../audit/index.js';
+import type { AuditKey } from '../audit/index.js';
 import { Keystore } from '../keystore/index.js';
 import { openLedger } from '../ledger/index.js';
 import type { NonceLedger } from '../ledger/index.js';
@@ -76,6 +77,48 @@ function checkAddresses(config: ServeConfig): void {
   }
 }
 
+/** The token's audit MAC key, as the audit log uses it. */
+export function auditKeyOf(keystore: Keystore): AuditKey {
+  return { ensure: (create) => keystore.ensureAuditKey(create), withMac: (fn) => keystore.withAuditMac(fn) };
+}
+
+/**
+ * Opens the audit log: its lock, its keyed chain, its tail checked against the ledger's anchor.
+ * A log that ends before the anchored head is an alarm (records were cut) and a refusal.
+ */
+async function openAuditLog(config: ServeConfig, keystore: Keystore, ledger: NonceLedger, logger: Logger): Promise<AuditLog> {
+  const path = config.auditLog!;
+  try {
+    return await AuditLog.open(path, {
+      key: auditKeyOf(keystore),
+      anchor: ledger,
+      openFields: { pid: process.pid, listen: config.listen, acl: config.acl ?? null },
+      onStateChange: (healthy, err) =>
+        healthy ? logger.warn('audit log writable again: signing resumes') : logger.error({ err }, 'audit log write failed: signing stops'),
+      onAnchorError: (err) => logger.warn({ err }, 'audit head could not be anchored in the ledger (retried with the next record)'),
+    });
+  } catch (err) {
+    if (err instanceof AuditAnchorError) {
+      logger.error(
+        {
+          event: 'audit_log_behind_ledger',
+          alarm: true,
+          file: path,
+          chain: err.anchor.chain,
+          fileSeq: err.file?.seq ?? 0,
+          ledgerSeq: err.anchor.seq,
+        },
+        'ALARM audit_log_behind_ledger',
+      );
+      throw new CliError(err.message);
+    }
+    if (err instanceof AuditLogCorruptError || err instanceof AuditUnavailableError || err instanceof AuditLockedError) {
+      throw new CliError(err.message);
+    }
+    throw err;
+  }
+}
+
 /** Opens the token and the ledger and starts serving; logs "listening on ADDR" once bound. */
 export async function startDaemon(config: ServeConfig, logger: Logger): Promise<RunningDaemon> {
   // Refuse a bad address before touching the token; DaemonServer.start checks again.
@@ -139,16 +182,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
 
     let audit: AuditLog | undefined;
     if (config.auditLog) {
-      try {
-        audit = await AuditLog.open(config.auditLog, {
-          openFields: { pid: process.pid, listen: config.listen, acl: config.acl ?? null },
-          onStateChange: (healthy, err) =>
-            healthy ? logger.warn('audit log writable again: signing resumes') : logger.error({ err }, 'audit log write failed: signing stops'),
-        });
-      } catch (err) {
-        if (err instanceof AuditLogCorruptError || err instanceof AuditUnavailableError) throw new CliError(err.message);
-        throw err;
-      }
+      audit = await openAuditLog(config, keystore, ledger, logger);
       const opened = audit;
       closers.push({ name: 'audit log', close: () => opened.close() });
     }
