@@ -95,11 +95,12 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
       const [row] = (await t.store.query('SELECT count(*) AS c FROM nonces')) as { c: number | string }[];
       return Number(row?.c);
     };
-    const schemaVersions = (store: LedgerStore) => store.query('SELECT version FROM schema_migrations');
+    const schemaVersions = (store: LedgerStore) => store.query('SELECT version FROM schema_migrations ORDER BY version');
+    const ALL_VERSIONS = [{ version: 1 }, { version: 2 }];
 
     describe('opening', () => {
-      it('records schema version 1 in a new store', async () => {
-        expect(await schemaVersions(t.store)).toEqual([{ version: 1 }]);
+      it('records every schema version in a new store', async () => {
+        expect(await schemaVersions(t.store)).toEqual(ALL_VERSIONS);
       });
 
       it('reopens an existing ledger without re-running migrations, keeping its rows', async () => {
@@ -108,7 +109,7 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
         await t.ledger.close();
         t.ledger = await t.store.open();
         expect((await t.ledger.findByPubnonce(e.pubnonce))?.keyId).toBe('alice');
-        expect(await schemaVersions(t.store)).toEqual([{ version: 1 }]);
+        expect(await schemaVersions(t.store)).toEqual(ALL_VERSIONS);
       });
 
       it('refuses a ledger written by a newer schema', async () => {
@@ -121,7 +122,7 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
         try {
           const ledgers = await Promise.all(Array.from({ length: 6 }, () => other.open()));
           await Promise.all(ledgers.map((l) => l.close()));
-          expect(await schemaVersions(other)).toEqual([{ version: 1 }]);
+          expect(await schemaVersions(other)).toEqual(ALL_VERSIONS);
         } finally {
           await other.destroy();
         }
@@ -291,6 +292,44 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
         const pubnonce = rand(66);
         await t.ledger.recordDeterministic({ keyId: 'bob', pubnonce, digest: rand(32), psig: rand(32) });
         await expect(t.ledger.markUsed(pubnonce, rand(32))).rejects.toBeInstanceOf(NonceReuseError);
+      });
+    });
+
+    describe('audit anchor', () => {
+      const chain = () => rand(16).reduce((h, b) => h + b.toString(16).padStart(2, '0'), '');
+      const mac = () => Buffer.from(rand(32)).toString('hex');
+
+      it('knows no head for a chain it never saw', async () => {
+        expect(await t.ledger.auditHead(chain())).toBeNull();
+      });
+
+      it('keeps the furthest head of each chain: a later one moves it, an older one does not', async () => {
+        const a = chain();
+        const b = chain();
+        const m5 = mac();
+        await t.ledger.recordAuditHead({ chain: a, seq: 3, mac: mac() });
+        await t.ledger.recordAuditHead({ chain: a, seq: 5, mac: m5 });
+        await t.ledger.recordAuditHead({ chain: a, seq: 4, mac: mac() });
+        await t.ledger.recordAuditHead({ chain: a, seq: 5, mac: mac() });
+        await t.ledger.recordAuditHead({ chain: b, seq: 1, mac: m5 });
+        expect(await t.ledger.auditHead(a)).toEqual({ seq: 5, mac: m5 });
+        expect(await t.ledger.auditHead(b)).toEqual({ seq: 1, mac: m5 });
+      });
+
+      it('is durable and shared: another handle, and a reopened ledger, see it', async () => {
+        const a = chain();
+        const m = mac();
+        await Promise.all([1, 2, 3].map((seq) => t.ledger.recordAuditHead({ chain: a, seq, mac: seq === 3 ? m : mac() })));
+        expect(await (await t.another()).auditHead(a)).toEqual({ seq: 3, mac: m });
+        await t.ledger.close();
+        t.ledger = await t.store.open();
+        expect(await t.ledger.auditHead(a)).toEqual({ seq: 3, mac: m });
+      });
+
+      it('refuses a malformed head', async () => {
+        await expect(t.ledger.recordAuditHead({ chain: 'xyz', seq: 1, mac: mac() })).rejects.toBeInstanceOf(LedgerError);
+        await expect(t.ledger.recordAuditHead({ chain: chain(), seq: 0, mac: mac() })).rejects.toBeInstanceOf(LedgerError);
+        await expect(t.ledger.recordAuditHead({ chain: chain(), seq: 1, mac: 'ab' })).rejects.toBeInstanceOf(LedgerError);
       });
     });
 
