@@ -96,10 +96,10 @@ export type KeyedVerifyResult =
 
 /**
  * Verifies a whole keyed log: every line is a keyed record whose mac matches under the token's
- * key, one chain id throughout, seq + 1 and prev = the line before's mac. `head` is the last
+ * key (not checked without `mac`: then only shapes and links), one chain id throughout, seq + 1 and prev = the line before's mac. `head` is the last
  * intact record.
  */
-export function verifyKeyedText(text: string, mac: AuditMac, onRecord?: (r: KeyedRecord) => void): KeyedVerifyResult {
+export function verifyKeyedText(text: string, mac?: AuditMac, onRecord?: (r: KeyedRecord) => void): KeyedVerifyResult {
   let head: AuditHead | undefined;
   if (text.length === 0) return { ok: true, records: 0, head };
   const lines = text.split('\n');

@@ -130,7 +130,7 @@ describe('kill -9 mid-session under load', () => {
 
     await daemon!.stop();
     daemon = undefined;
-    const report = await checkInvariants({ rows: readSqliteLedger(ledgerFile), received, auditFiles: [auditFile] });
+    const report = await checkInvariants({ rows: readSqliteLedger(ledgerFile), received, auditFiles: [auditFile], auditEnv: token.env });
     expect(report.violations).toEqual([]);
     expect(report.auditSigned).toBeGreaterThan(0);
     console.log(`kill9: ${load.sessionsStarted} sessions, ${load.sessionsCompleted} signed, open ${load.open.length} (refused ${refused}, replayed ${replayed}), deterministic compared ${compared}, codes ${JSON.stringify([...load.codes])}, ledger rows ${report.rows}, audit records ${report.auditRecords}`);

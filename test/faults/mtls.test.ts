@@ -115,11 +115,11 @@ describe('mTLS refusals', () => {
 
     await daemon!.stop();
     daemon = undefined;
-    const calls = (await readAuditLog(auditFile)).filter((r) => r.event === 'call');
+    const calls = (await readAuditLog(auditFile, token.env)).filter((r) => r.event === 'call');
     // Nothing but the good client ever got as far as a decision.
     expect([...new Set(calls.map((r) => r.client))]).toEqual([`CN=${CN}`]);
     expect(calls.filter((r) => r.outcome === 'ok').map((r) => r.rpc)).toEqual(['NonceGen', 'DeterministicSign', 'Sign', 'ListKeys']);
-    const report = await checkInvariants({ rows: readSqliteLedger(join(token.dir, 'ledger.sqlite')), received, auditFiles: [auditFile] });
+    const report = await checkInvariants({ rows: readSqliteLedger(join(token.dir, 'ledger.sqlite')), received, auditFiles: [auditFile], auditEnv: token.env });
     expect(report.violations).toEqual([]);
     expect(report.auditSigned).toBe(goodSigned);
     // Exactly two ledger rows: the good session and its deterministic co-signer.
