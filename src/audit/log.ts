@@ -83,6 +83,8 @@ export interface AuditLogOptions {
   key: AuditKey;
   /** Where heads are anchored and checked at open (the ledger). */
   anchor?: AuditAnchorStore;
+  /** Called when the file is found cut under the running daemon (durable records gone). */
+  onAlarm?: (event: 'audit_log_cut', details: { file: string; size: number; written: number }) => void;
   /** Called when an anchor write fails (the anchor stays behind until the next one succeeds). */
   onAnchorError?: (err: unknown) => void;
   /** For tests: the time stamped on records. */
@@ -133,6 +135,7 @@ export class AuditLog {
     private readonly onStateChange?: (healthy: boolean, err?: unknown) => void,
     anchor?: AuditAnchorStore,
     onAnchorError?: (err: unknown) => void,
+    private readonly onAlarm?: AuditLogOptions['onAlarm'],
   ) {
     this.anchorWriter = anchor ? new AnchorWriter(anchor, onAnchorError) : undefined;
   }
@@ -176,6 +179,7 @@ export class AuditLog {
         opts.onStateChange,
         opts.anchor,
         opts.onAnchorError,
+        opts.onAlarm,
       );
       if (torn) await log.append('audit_torn_tail', torn);
       await log.append('audit_open', opts.openFields ?? {});
@@ -345,6 +349,7 @@ export class AuditLog {
     if (st.size < this.goodSize) {
       // Durable records are gone: someone cut the file under the daemon. Never written again.
       this.replaced = true;
+      this.onAlarm?.('audit_log_cut', { file: this.path, size: st.size, written: this.goodSize });
       throw new AuditUnavailableError(
         `audit log was cut under the daemon (${st.size} bytes, ${this.goodSize} written): keep it as evidence, run 'musig2-signer audit verify', restart`,
       );

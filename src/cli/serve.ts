@@ -86,7 +86,7 @@ export function auditKeyOf(keystore: Keystore): AuditKey {
  * Opens the audit log: its lock, its keyed chain, its tail checked against the ledger's anchor.
  * A log that ends before the anchored head is an alarm (records were cut) and a refusal.
  */
-async function openAuditLog(config: ServeConfig, keystore: Keystore, ledger: NonceLedger, logger: Logger): Promise<AuditLog> {
+async function openAuditLog(config: ServeConfig, keystore: Keystore, ledger: NonceLedger, logger: Logger, metrics: Metrics): Promise<AuditLog> {
   const path = config.auditLog!;
   try {
     return await AuditLog.open(path, {
@@ -95,6 +95,10 @@ async function openAuditLog(config: ServeConfig, keystore: Keystore, ledger: Non
       openFields: { pid: process.pid, listen: config.listen, acl: config.acl ?? null },
       onStateChange: (healthy, err) =>
         healthy ? logger.warn('audit log writable again: signing resumes') : logger.error({ err }, 'audit log write failed: signing stops'),
+      onAlarm: (event, details) => {
+        metrics.auditAlarms.inc();
+        logger.error({ event, alarm: true, ...details }, `ALARM ${event}: the audit log was cut under the daemon; signing stops until a restart`);
+      },
       onAnchorError: (err) => logger.warn({ err }, 'audit head could not be anchored in the ledger (retried with the next record)'),
     });
   } catch (err) {
@@ -182,7 +186,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
 
     let audit: AuditLog | undefined;
     if (config.auditLog) {
-      audit = await openAuditLog(config, keystore, ledger, logger);
+      audit = await openAuditLog(config, keystore, ledger, logger, metrics);
       const opened = audit;
       closers.push({ name: 'audit log', close: () => opened.close() });
     }

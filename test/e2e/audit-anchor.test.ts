@@ -4,11 +4,11 @@
 // rebuilt without the token (under another key, or unkeyed), a daemon refusing to start on a
 // cut log with an alarm, and a torn last line set aside so the daemon starts.
 import { createHmac, randomBytes } from 'node:crypto';
-import { appendFileSync, copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainKeyedRecord, chainRecord, GENESIS_HASH, KEYED_GENESIS, newChainId } from '../../src/audit/index.js';
-import { SignerClient } from '../../src/client/index.js';
+import { ClientError, SignerClient } from '../../src/client/index.js';
 import { dbName, PgCluster } from '../ledger/pg-harness.js';
 import { Daemon, makeToken, removeToken, runCli } from './harness.js';
 import type { Token } from './harness.js';
@@ -172,6 +172,29 @@ describe('audit verify and the start check, SQLite ledger', () => {
     expect(alarm).toMatchObject({ alarm: true, msg: 'ALARM audit_log_behind_ledger', file: f });
     expect(Number(alarm!.ledgerSeq)).toBe(Number(alarm!.fileSeq) + 1);
     expect(readFileSync(f, 'utf8')).toBe(before);
+  });
+});
+
+describe('a log cut under a running daemon', () => {
+  it('stops signing at once, raises the alarm metric, and needs a restart', async () => {
+    const log = join(token.dir, 'cut-live.jsonl');
+    const d = await Daemon.start(token, { ledger: `sqlite:${join(token.dir, 'cut-live.sqlite')}`, metrics: true, args: ['--audit-log', log] });
+    daemons.push(d);
+    await calls(d, 2);
+    expect(await d.metric('musig2_signer_audit_alarms_total')).toBe(0);
+    const text = readFileSync(log, 'utf8');
+    truncateSync(log, text.lastIndexOf('\n', text.length - 2) + 1);
+    const c = new SignerClient(d.address);
+    try {
+      const err = await c.listKeys().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ClientError);
+      expect((err as ClientError).message).toMatch(/audit log unavailable/);
+    } finally {
+      c.close();
+    }
+    expect(await d.metric('musig2_signer_audit_alarms_total')).toBe(1);
+    expect(d.logEntries().find((e) => e.event === 'audit_log_cut')).toMatchObject({ alarm: true, file: log });
+    await d.stop();
   });
 });
 
