@@ -48,7 +48,11 @@ export function lockAuditLog(logPath: string, pid = process.pid): AuditLock {
         { cause: err },
       );
     }
-    throw new AuditLockedError(`cannot lock audit log ${logPath} (${path}): ${code || (err as Error).message}`, { cause: err });
+    throw new AuditLockedError(
+      `cannot lock audit log ${logPath} (${path}): ${code || (err as Error).message}` +
+        (code.startsWith('SQLITE_NOTADB') || code.startsWith('SQLITE_CORRUPT') ? `; if no daemon runs, ${path} may be removed` : ''),
+      { cause: err },
+    );
   }
   const held = db;
   let released = false;

@@ -107,6 +107,10 @@ interface Pending {
 const TAIL_BYTES = 64 * 1024;
 /** The longest last line open() reads; records are far shorter. */
 const MAX_LAST_LINE = 4 * 1024 * 1024;
+/** The most torn bytes open() sets aside: far more than one batch; beyond it, not a torn write. */
+const MAX_TORN_BYTES = 64 * 1024 * 1024;
+/** Records chained between two yields of the event loop. */
+const MAC_YIELD_EVERY = 64;
 
 const errCode = (err: unknown) => (err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? 'unknown error';
 
@@ -280,8 +284,9 @@ export class AuditLog {
         // Cut off anything a failed batch may have left half-written, then say so in the chain.
         await this.fh.truncate(this.goodSize);
       }
-      // Chained inside the token, one lease for the whole batch (pure, so safe to retry).
-      const { records, chained, head } = await this.key.withMac((mac) => {
+      // Chained inside the token, one lease for the whole batch (pure, so safe to retry). Each
+      // mac is a synchronous token call (tens of µs): a long batch yields the event loop now and then.
+      const { records, chained, head } = await this.key.withMac(async (mac) => {
         const records: KeyedRecord[] = [];
         let head = this.head;
         if (wasFailed) {
@@ -293,11 +298,12 @@ export class AuditLog {
           head = resumed;
         }
         const chained: (KeyedRecord | undefined)[] = [];
-        for (const p of batch) {
+        for (const [i, p] of batch.entries()) {
           if (p.event === undefined) {
             chained.push(records[0]);
             continue;
           }
+          if (i > 0 && i % MAC_YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
           const r = chainKeyedRecord(head, now, p.event, p.fields, mac);
           records.push(r);
           chained.push(r);
@@ -368,7 +374,10 @@ interface Tail {
 
 async function readTail(fh: FileHandle, size: number, path: string): Promise<Tail> {
   if (size === 0) return { lastLine: undefined, end: 0, tornBytes: 0 };
-  const lastNl = await lastNewline(fh, size);
+  const lastNl = await lastNewline(fh, size, size - MAX_TORN_BYTES - 1);
+  if (lastNl < 0 && size > MAX_TORN_BYTES) {
+    throw corrupt(path, `no newline in the last ${MAX_TORN_BYTES} bytes, far more than a torn write leaves`);
+  }
   const end = lastNl + 1;
   if (lastNl < 0) return { lastLine: undefined, end: 0, tornBytes: size };
   const prev = await lastNewline(fh, lastNl, lastNl - MAX_LAST_LINE);
@@ -469,6 +478,8 @@ class AnchorWriter {
   private latest: AuditHead | undefined;
   private writtenSeq = 0;
   private running: Promise<void> | undefined;
+  /** The last write failed: reported once, not for every head until one succeeds. */
+  private failing = false;
 
   constructor(
     private readonly store: AuditAnchorStore,
@@ -492,8 +503,10 @@ class AnchorWriter {
       try {
         await this.store.recordAuditHead(head);
         this.writtenSeq = head.seq;
+        this.failing = false;
       } catch (err) {
-        this.onError?.(err);
+        if (!this.failing) this.onError?.(err);
+        this.failing = true;
         return;
       }
     }

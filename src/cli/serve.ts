@@ -99,7 +99,7 @@ async function openAuditLog(config: ServeConfig, keystore: Keystore, ledger: Non
         metrics.auditAlarms.inc();
         logger.error({ event, alarm: true, ...details }, `ALARM ${event}: the audit log was cut under the daemon; signing stops until a restart`);
       },
-      onAnchorError: (err) => logger.warn({ err }, 'audit head could not be anchored in the ledger (retried with the next record)'),
+      onAnchorError: (err) => logger.warn({ err }, 'audit head could not be anchored in the ledger (retried with each new record; said once)'),
     });
   } catch (err) {
     if (err instanceof AuditAnchorError) {
