@@ -170,6 +170,18 @@ describe('a torn last line', () => {
     expect(await verifyFile()).toMatchObject({ ok: true, records: 7 });
   });
 
+  it('is found across read chunks: a long log, a long torn tail', async () => {
+    const log = await open();
+    await Promise.all(Array.from({ length: 1500 }, (_, i) => log.append('call', { n: i, pad: 'x'.repeat(i % 300) })));
+    await log.close();
+    const torn = `{"chain":"${'y'.repeat(100_000)}`;
+    appendFileSync(file, torn);
+    await (await open()).close();
+    const recs = parsed();
+    expect(recs.at(-3)).toMatchObject({ event: 'audit_torn_tail', seq: 1503, torn_bytes: torn.length });
+    expect(await verifyFile()).toMatchObject({ ok: true, records: 1505 });
+  });
+
   it('as the only content starts a new chain', async () => {
     writeFileSync(file, '{"chain":"0f');
     const log = await open();
