@@ -109,6 +109,8 @@ const TAIL_BYTES = 64 * 1024;
 const MAX_LAST_LINE = 4 * 1024 * 1024;
 /** The most torn bytes open() sets aside: far more than one batch; beyond it, not a torn write. */
 const MAX_TORN_BYTES = 64 * 1024 * 1024;
+/** How far back open() looks for the anchored record (the anchor lags by a few records). */
+const MAX_ANCHOR_SCAN_LINES = 10_000;
 /** Records chained between two yields of the event loop. */
 const MAC_YIELD_EVERY = 64;
 
@@ -165,7 +167,7 @@ export class AuditLog {
         head = { chain: newChainId(), seq: 0, mac: KEYED_GENESIS };
       } else {
         head = await checkLastLine(tail.lastLine, path, opts.key);
-        if (opts.anchor) await checkAnchor(path, head, opts.anchor);
+        if (opts.anchor) await checkAnchor(path, head, opts.anchor, (back) => macLinesBack(fh, tail.end, back));
       }
       let torn: AuditFields | undefined;
       if (tail.tornBytes > 0) torn = await moveTornTail(fh, path, tail.end, tail.tornBytes, opts.clock ?? (() => new Date()));
@@ -433,7 +435,37 @@ async function checkLastLine(line: string, path: string, key: AuditKey): Promise
   return { chain: k.chain, seq: k.seq, mac: k.mac };
 }
 
-async function checkAnchor(path: string, head: AuditHead, anchor: AuditAnchorStore): Promise<void> {
+/**
+ * The `seq` and `mac` of the record `back` lines before the last complete one (which ends at
+ * `end`), or undefined when that is further back than open() looks.
+ */
+async function macLinesBack(fh: FileHandle, end: number, back: number): Promise<{ seq: unknown; mac: unknown } | undefined> {
+  if (back > MAX_ANCHOR_SCAN_LINES) return undefined;
+  let lineEnd = end - 1;
+  for (let i = 0; i <= back; i++) {
+    const prev = await lastNewline(fh, lineEnd, lineEnd - MAX_LAST_LINE);
+    if (prev < 0 && (lineEnd > MAX_LAST_LINE || i < back)) return undefined;
+    if (i === back) {
+      const buf = Buffer.alloc(lineEnd - prev - 1);
+      await fh.read(buf, 0, buf.length, prev + 1);
+      try {
+        const r = JSON.parse(buf.toString('utf8')) as Record<string, unknown>;
+        return { seq: r.seq, mac: r.mac };
+      } catch {
+        return { seq: undefined, mac: undefined };
+      }
+    }
+    lineEnd = prev;
+  }
+  return undefined;
+}
+
+async function checkAnchor(
+  path: string,
+  head: AuditHead,
+  anchor: AuditAnchorStore,
+  linesBack: (back: number) => Promise<{ seq: unknown; mac: unknown } | undefined>,
+): Promise<void> {
   const known = await anchor.auditHead(head.chain);
   if (known === null) return;
   const a = { chain: head.chain, ...known };
@@ -445,10 +477,12 @@ async function checkAnchor(path: string, head: AuditHead, anchor: AuditAnchorSto
       a,
     );
   }
-  if (known.seq === head.seq && known.mac !== head.mac) {
+  // The anchor lags the file by the last few records at most: look at the anchored one.
+  const there = known.seq === head.seq ? head : await linesBack(head.seq - known.seq);
+  if (there !== undefined && (there.seq !== known.seq || there.mac !== known.mac)) {
     throw new AuditAnchorError(
-      `audit log ${path}: record ${head.seq} of chain ${head.chain} is not the one the ledger recorded (another mac): ` +
-        'the log was replaced or rewritten. Refusing to start. Keep the file as evidence; see "When the audit log and the ledger disagree" in the README',
+      `audit log ${path}: record ${known.seq} of chain ${head.chain} is not the one the ledger recorded (another mac): ` +
+        'the log was replaced or rewritten, or a copy of it went on separately (a fork). Refusing to start. Keep the file as evidence; see "When the audit log and the ledger disagree" in the README',
       head,
       a,
     );

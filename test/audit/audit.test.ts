@@ -218,6 +218,24 @@ describe('anchor in the ledger', () => {
     expect(readFileSync(file, 'utf8')).toBe(cut);
   });
 
+  it('refuses a copy of the log that went on separately (a fork), whose record at the anchor differs', async () => {
+    await (await open({ anchor: ledger })).close();
+    const copy = join(dir, 'copy.jsonl');
+    writeFileSync(copy, readFileSync(file));
+    // The original goes on with the anchor; the copy goes on elsewhere, further, unanchored.
+    const a = await open({ anchor: ledger });
+    for (let i = 0; i < 3; i++) await a.append('call', { n: i });
+    await a.close();
+    const b = await AuditLog.open(copy, { key });
+    for (let i = 0; i < 6; i++) await b.append('call', { n: i });
+    await b.close();
+    const err = await AuditLog.open(copy, { key, anchor: ledger }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AuditAnchorError);
+    expect(String(err)).toMatch(/record 7 of chain [0-9a-f]{32} is not the one the ledger recorded/);
+    // The original is the anchored one and opens.
+    await (await open({ anchor: ledger })).close();
+  });
+
   it('refuses a cut log that also ends in a torn line, leaving both as they were', async () => {
     await (await open({ anchor: ledger })).close();
     const text = readFileSync(file, 'utf8');
