@@ -201,14 +201,20 @@ export class PostgresLedger implements NonceLedger {
     checkAuditHead(head);
     return this.call(async () => {
       let client: PoolClient | undefined;
+      // A checked-out client has no error listener: a server that goes away between two of
+      // these statements must not become an unhandled 'error' event.
+      const onError = () => undefined;
       try {
         client = await this.pool.connect();
+        client.on('error', onError);
         await client.query('BEGIN');
         await client.query('SET LOCAL synchronous_commit TO off');
         await client.query(SQL.upsertAuditHead, [head.chain, head.seq, head.mac, this.now()]);
         await client.query('COMMIT');
+        client.off('error', onError);
         client.release();
       } catch (err) {
+        client?.off('error', onError);
         client?.release(true);
         throw toLedgerError('recordAuditHead', err);
       }
