@@ -214,7 +214,7 @@ export class PostgresLedger implements NonceLedger {
         client.off('error', onError);
         client.release();
       } catch (err) {
-        client?.off('error', onError);
+        // Destroyed, not reused: its listener stays, for whatever it reports while closing.
         client?.release(true);
         throw toLedgerError('recordAuditHead', err);
       }
