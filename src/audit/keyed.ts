@@ -11,7 +11,7 @@
 // canonical() is the v1 one (record.ts). v1 records (a plain SHA-256 `hash`, no key) are
 // only read, by `audit verify --legacy-unkeyed`; the daemon never continues them.
 import { randomBytes } from 'node:crypto';
-import { canonical, checkFields } from './record.js';
+import { canonical, chainRecord } from './record.js';
 import type { AuditFields } from './record.js';
 
 export const AUDIT_MAC_DOMAIN = 'musig2-signer/audit/v2\n';
@@ -55,8 +55,10 @@ export function macInput(withoutMac: AuditFields): Buffer {
 
 /** Builds the record after `last` (for a new chain: seq 0 and KEYED_GENESIS). */
 export function chainKeyedRecord(last: AuditHead, time: Date, event: string, fields: AuditFields, mac: AuditMac): KeyedRecord {
-  checkFields(fields);
-  const body: AuditFields = { chain: last.chain, seq: last.seq + 1, time: time.toISOString(), prev: last.mac, event, ...fields };
+  // The body (seq, time, prev, event, fields) comes from the v1 builder, so whatever it checks
+  // and caps in the fields applies to both formats alike; its unkeyed hash is dropped.
+  const { hash: _unkeyed, ...v1 } = chainRecord({ seq: last.seq, hash: last.mac }, time, event, fields);
+  const body: AuditFields = { chain: last.chain, ...v1 };
   return { ...body, mac: mac(macInput(body)).toString('hex') } as KeyedRecord;
 }
 
