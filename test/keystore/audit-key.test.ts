@@ -40,7 +40,12 @@ const destroyAll = () => {
 };
 
 describe('the audit MAC key', () => {
+  it('is made when the token is provisioned', () => {
+    expect(auditKeys()).toHaveLength(1);
+  });
+
   it('is missing until asked for, then generated once, sensitive and not extractable', async () => {
+    destroyAll();
     const ks = await open();
     expect(await ks.ensureAuditKey(false)).toBe('missing');
     await expect(ks.withAuditMac((mac) => mac(Buffer.from('x')))).rejects.toMatchObject({ code: 'AUDIT_KEY_MISSING' });
