@@ -41,7 +41,7 @@ export const SERVE_SETTINGS = {
   auditLog: {
     flag: 'audit-log',
     env: 'MUSIG2_AUDIT_LOG',
-    description: 'audit log, JSON lines (required on a non-loopback address unless --insecure)',
+    description: 'audit log: JSON lines chained by a MAC in the token, anchored in the ledger, one daemon per file (required on a non-loopback address unless --insecure)',
   },
   metricsListen: {
     flag: 'metrics-listen',
