@@ -74,8 +74,8 @@ export class AuditAnchorError extends Error {
 export interface AuditAnchorStore {
   /** The last head recorded for this chain, or null. */
   auditHead(chain: string): Promise<{ seq: number; mac: string } | null>;
-  /** Records a head; an older one (lower seq) than the stored one is ignored. */
-  recordAuditHead(head: AuditHead): Promise<void>;
+  /** Records a head; true when recorded, false when the stored one is as far or further. */
+  recordAuditHead(head: AuditHead): Promise<boolean>;
 }
 
 export interface AuditLogOptions {
@@ -83,8 +83,12 @@ export interface AuditLogOptions {
   key: AuditKey;
   /** Where heads are anchored and checked at open (the ledger). */
   anchor?: AuditAnchorStore;
-  /** Called when the file is found cut under the running daemon (durable records gone). */
-  onAlarm?: (event: 'audit_log_cut', details: { file: string; size: number; written: number }) => void;
+  /**
+   * Called when the file is found cut under the running daemon (durable records gone), or when
+   * the ledger already holds a head of this chain as far as ours or further: another writer
+   * continues the same chain (a copy of the log elsewhere: a fork). Either way the log stops.
+   */
+  onAlarm?: (event: 'audit_log_cut' | 'audit_chain_forked', details: Record<string, string | number>) => void;
   /** Called when an anchor write fails (the anchor stays behind until the next one succeeds). */
   onAnchorError?: (err: unknown) => void;
   /** For tests: the time stamped on records. */
@@ -143,7 +147,7 @@ export class AuditLog {
     onAnchorError?: (err: unknown) => void,
     private readonly onAlarm?: AuditLogOptions['onAlarm'],
   ) {
-    this.anchorWriter = anchor ? new AnchorWriter(anchor, onAnchorError) : undefined;
+    this.anchorWriter = anchor ? new AnchorWriter(anchor, onAnchorError, (head) => this.forked(head)) : undefined;
   }
 
   static async open(path: string, opts: AuditLogOptions): Promise<AuditLog> {
@@ -341,6 +345,26 @@ export class AuditLog {
     }
   }
 
+  /**
+   * Our heads only grow, so a stored head as far as ours was written by someone else: a copy
+   * of this log goes on elsewhere. No record is written after that; a restart runs the start
+   * check, which then names the fork.
+   */
+  private forked(head: AuditHead): void {
+    if (this.replaced) return;
+    this.replaced = true;
+    const err = new AuditUnavailableError(
+      `audit chain ${head.chain} is continued by another writer too (the ledger already holds a head at or past record ${head.seq}): ` +
+        'a copy of this log goes on elsewhere; keep both, see "When the audit log and the ledger disagree" in the README',
+    );
+    this.onAlarm?.('audit_chain_forked', { file: this.path, chain: head.chain, seq: head.seq });
+    if (this.failure === undefined) {
+      this.failure = err;
+      this.failedAt = this.clock();
+      this.onStateChange?.(false, err);
+    }
+  }
+
   /** The path must still name our file: a file unlinked or replaced under us loses records. */
   private async checkSameFile(): Promise<void> {
     if (this.replaced) throw this.failure ?? new AuditUnavailableError('audit log file was replaced');
@@ -517,7 +541,8 @@ class AnchorWriter {
 
   constructor(
     private readonly store: AuditAnchorStore,
-    private readonly onError?: (err: unknown) => void,
+    private readonly onError: ((err: unknown) => void) | undefined,
+    private readonly onForked: (head: AuditHead) => void,
   ) {}
 
   note(head: AuditHead): void {
@@ -535,9 +560,13 @@ class AnchorWriter {
     while (this.latest !== undefined && this.latest.seq > this.writtenSeq) {
       const head = this.latest;
       try {
-        await this.store.recordAuditHead(head);
+        const moved = await this.store.recordAuditHead(head);
         this.writtenSeq = head.seq;
         this.failing = false;
+        if (!moved) {
+          this.onForked(head);
+          return;
+        }
       } catch (err) {
         if (!this.failing) this.onError?.(err);
         this.failing = true;

@@ -97,7 +97,8 @@ async function openAuditLog(config: ServeConfig, keystore: Keystore, ledger: Non
         healthy ? logger.warn('audit log writable again: signing resumes') : logger.error({ err }, 'audit log write failed: signing stops'),
       onAlarm: (event, details) => {
         metrics.auditAlarms.inc();
-        logger.error({ event, alarm: true, ...details }, `ALARM ${event}: the audit log was cut under the daemon; signing stops until a restart`);
+        const what = event === 'audit_log_cut' ? 'the audit log was cut under the daemon' : 'another writer continues this audit chain (a fork)';
+        logger.error({ event, alarm: true, ...details }, `ALARM ${event}: ${what}; signing stops until a restart`);
       },
       onAnchorError: (err) => logger.warn({ err }, 'audit head could not be anchored in the ledger (retried with each new record; said once)'),
     });

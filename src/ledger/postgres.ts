@@ -197,7 +197,7 @@ export class PostgresLedger implements NonceLedger {
    * One short transaction with synchronous_commit off: the anchor does not wait for a WAL flush
    * of its own (losing the last one in a server crash leaves it behind, the safe direction).
    */
-  async recordAuditHead(head: AuditHeadRecord): Promise<void> {
+  async recordAuditHead(head: AuditHeadRecord): Promise<boolean> {
     checkAuditHead(head);
     return this.call(async () => {
       let client: PoolClient | undefined;
@@ -209,10 +209,11 @@ export class PostgresLedger implements NonceLedger {
         client.on('error', onError);
         await client.query('BEGIN');
         await client.query('SET LOCAL synchronous_commit TO off');
-        await client.query(SQL.upsertAuditHead, [head.chain, head.seq, head.mac, this.now()]);
+        const moved = await client.query(SQL.upsertAuditHead, [head.chain, head.seq, head.mac, this.now()]);
         await client.query('COMMIT');
         client.off('error', onError);
         client.release();
+        return moved.rowCount === 1;
       } catch (err) {
         // Destroyed, not reused: its listener stays, for whatever it reports while closing.
         client?.release(true);

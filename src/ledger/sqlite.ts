@@ -293,11 +293,9 @@ export class SqliteLedger implements NonceLedger {
   }
 
   /** Rides the group commit like any write: no flush of its own when nonce writes are queued. */
-  async recordAuditHead(head: AuditHeadRecord): Promise<void> {
+  async recordAuditHead(head: AuditHeadRecord): Promise<boolean> {
     checkAuditHead(head);
-    return this.enqueue('recordAuditHead', (at): void => {
-      this.stmts.upsertAuditHead.run(head.chain, head.seq, head.mac, at);
-    });
+    return this.enqueue('recordAuditHead', (at): boolean => this.stmts.upsertAuditHead.run(head.chain, head.seq, head.mac, at).changes === 1);
   }
 
   async auditHead(chain: string): Promise<{ seq: number; mac: string } | null> {

@@ -90,11 +90,12 @@ export interface NonceLedger {
    * The audit log's anchor: the last head (sequence number and mac) of an audit chain that the
    * daemon saw durable, so a log cut at the end is caught at the next start (src/audit/log.ts).
    * Records `head` unless the stored head of that chain is already as far or further (heads only
-   * move forward). May ride the ledger's group commit; a lost last write only leaves the anchor
+   * move forward); resolves true when it recorded it, false when the stored head was as far or
+   * further. May ride the ledger's group commit; a lost last write only leaves the anchor
    * behind, which is the safe direction.
    * @throws LedgerUnavailableError on any database failure
    */
-  recordAuditHead(head: AuditHeadRecord): Promise<void>;
+  recordAuditHead(head: AuditHeadRecord): Promise<boolean>;
 
   /** The anchored head of an audit chain, or null. */
   auditHead(chain: string): Promise<{ seq: number; mac: string } | null>;

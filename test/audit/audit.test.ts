@@ -236,6 +236,39 @@ describe('anchor in the ledger', () => {
     await (await open({ anchor: ledger })).close();
   });
 
+  it('stops a log whose chain another writer carries further while it runs (a fork), with an alarm', async () => {
+    await (await open({ anchor: ledger })).close();
+    const copy = join(dir, 'copy.jsonl');
+    writeFileSync(copy, readFileSync(file));
+    const alarms: string[] = [];
+    let stopped!: () => void;
+    const stop = new Promise<void>((resolve) => (stopped = resolve));
+    const a = await open({ anchor: ledger });
+    // The original's audit_open (seq 3) anchored first, so the copy is the one behind.
+    const chain = String(parsed()[0]!.chain);
+    while ((await ledger.auditHead(chain))?.seq !== 3) await new Promise((r) => setTimeout(r, 5));
+    // The copy started elsewhere before the original moved the anchor (so its start check passed);
+    // its anchor writes go to the same ledger.
+    const b = await AuditLog.open(copy, {
+      key,
+      anchor: { auditHead: async () => null, recordAuditHead: (h) => ledger.recordAuditHead(h) },
+      onAlarm: (event) => alarms.push(event),
+      onStateChange: (healthy) => {
+        if (!healthy) stopped();
+      },
+    });
+    // The original runs ahead; the copy's next anchored head is behind what the ledger holds
+    // (its own audit_open, or this record: whichever is anchored after the original's).
+    for (let i = 0; i < 5; i++) await a.append('call', { n: i });
+    await a.close();
+    await b.append('call', { n: 0 }).catch(() => undefined);
+    await stop;
+    expect(alarms).toEqual(['audit_chain_forked']);
+    expect(b.healthy()).toBe(false);
+    await expect(b.append('call', { n: 1 })).rejects.toThrow(/continued by another writer/);
+    await b.close();
+  });
+
   it('refuses a cut log that also ends in a torn line, leaving both as they were', async () => {
     await (await open({ anchor: ledger })).close();
     const text = readFileSync(file, 'utf8');

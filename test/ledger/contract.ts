@@ -307,11 +307,12 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
         const a = chain();
         const b = chain();
         const m5 = mac();
-        await t.ledger.recordAuditHead({ chain: a, seq: 3, mac: mac() });
-        await t.ledger.recordAuditHead({ chain: a, seq: 5, mac: m5 });
-        await t.ledger.recordAuditHead({ chain: a, seq: 4, mac: mac() });
-        await t.ledger.recordAuditHead({ chain: a, seq: 5, mac: mac() });
-        await t.ledger.recordAuditHead({ chain: b, seq: 1, mac: m5 });
+        // True when it moved the head; false (and no change) when the stored one is as far or further.
+        expect(await t.ledger.recordAuditHead({ chain: a, seq: 3, mac: mac() })).toBe(true);
+        expect(await t.ledger.recordAuditHead({ chain: a, seq: 5, mac: m5 })).toBe(true);
+        expect(await t.ledger.recordAuditHead({ chain: a, seq: 4, mac: mac() })).toBe(false);
+        expect(await t.ledger.recordAuditHead({ chain: a, seq: 5, mac: mac() })).toBe(false);
+        expect(await t.ledger.recordAuditHead({ chain: b, seq: 1, mac: m5 })).toBe(true);
         expect(await t.ledger.auditHead(a)).toEqual({ seq: 5, mac: m5 });
         expect(await t.ledger.auditHead(b)).toEqual({ seq: 1, mac: m5 });
       });
