@@ -13,7 +13,7 @@
 //   sessions_expired_total                      counter   sessions whose TTL passed before Sign
 //   session_binding_mismatches_total            counter   Sign with pubkeys/tweaks/message other than NonceGen's
 //   health_status{component}                    gauge     1 serving / 0 not; component = signer | keystore | ledger
-//   audit_alarms_total                          counter   the audit log was cut under the running daemon (ALARM)
+//   audit_alarms_total                          counter   the audit log was cut, or its chain forked, under the running daemon (ALARM)
 //
 // Labels are bounded: RPC names and status codes come from fixed sets, and nothing derived
 // from a request (keys, session ids, messages, nonces) ever becomes a label or a value.
@@ -67,7 +67,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'rpc' | 'code'>;
   readonly duration: Histogram<'rpc' | 'code'>;
-  /** Counted by the daemon when its audit log is found cut under it (src/audit/log.ts). */
+  /** Counted by the daemon when its audit log is found cut, or its chain forked, under it (src/audit/log.ts). */
   readonly auditAlarms: Counter;
   private sources: MetricsSources;
 
@@ -89,7 +89,7 @@ export class Metrics {
     });
     this.auditAlarms = new Counter({
       name: `${METRIC_PREFIX}audit_alarms_total`,
-      help: 'the audit log was found cut (records removed) under the running daemon (ALARM)',
+      help: 'the audit log was found cut (records removed), or its chain continued by another writer, under the running daemon (ALARM)',
       registers,
     });
     const read = () => this.sources;
