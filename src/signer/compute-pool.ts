@@ -593,7 +593,11 @@ export class ComputePool implements Compute, PublicCompute {
     let worker: Worker;
     try {
       const { entry, eval: isEval, execArgv } = workerEntry();
-      const data: ComputeWorkerData = { test: this.hooks !== undefined, failStart: this.hooks?.failStart === true };
+      const data: ComputeWorkerData = {
+        backend: musig2.activeBackend(),
+        test: this.hooks !== undefined,
+        failStart: this.hooks?.failStart === true,
+      };
       worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false });
     } catch (err) {
       // No thread, so no 'exit' to trigger a replacement: the caller decides (start fails; a

@@ -8,7 +8,7 @@
 // ArrayBuffers. The public operations (the Aggregator's arithmetic) carry no `secret` at all.
 
 import { InvalidContributionError, InvalidInputError, Musig2Error } from '../musig2/index.js';
-import type { Contribution, Tweak } from '../musig2/index.js';
+import type { BackendName, Contribution, Tweak } from '../musig2/index.js';
 
 /** The secret-bearing operations the pool runs. */
 export type ComputeOp = 'nonceGen' | 'sign' | 'deterministicSign';
@@ -111,6 +111,8 @@ export interface SerializedError {
 
 /** The data a worker is started with. */
 export interface ComputeWorkerData {
+  /** The curve backend the main thread runs on: the worker must run the same one. */
+  backend: BackendName;
   /** Accept test ops and send wiped secret buffers back. */
   test: boolean;
   /** Tests only: throw while starting, before saying ready. */

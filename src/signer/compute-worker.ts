@@ -149,6 +149,8 @@ function handle(msg: ComputeRequest): void {
 }
 
 if (test && data?.failStart === true) throw new Error('test start failure');
+// The main thread's backend; if it cannot run here (native addon missing), starting fails.
+if (data !== undefined) musig2.selectBackend(data.backend);
 musig2.warmUp();
 port.on('message', handle);
 port.postMessage({ type: 'ready' } satisfies ComputeResponse);
