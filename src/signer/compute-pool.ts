@@ -201,6 +201,8 @@ const isTweakList = (ts: unknown): ts is readonly Tweak[] =>
 export class ComputePool implements Compute, PublicCompute {
   /** Number of worker threads; 0 means inline. */
   readonly size: number;
+  /** The curve backend of musig2 when the pool was made; its workers (respawns too) run the same. */
+  readonly backend: musig2.BackendName = musig2.activeBackend();
   /** The operations as `lease` hands them out: straight to a worker, the permit already held. */
   private readonly onWorker: AnyCompute = {
     nonceGen: (input) => this.nonceGenOnWorker(input),
@@ -524,7 +526,7 @@ export class ComputePool implements Compute, PublicCompute {
     try {
       const { entry, eval: isEval, execArgv } = workerEntry();
       const data: ComputeWorkerData = {
-        backend: musig2.activeBackend(),
+        backend: this.backend,
         test: this.hooks !== undefined,
         failStart: this.hooks?.failStart === true,
       };
