@@ -3,6 +3,8 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { KeystoreOptions } from '../keystore/index.js';
+import { BACKEND_CHOICES } from '../musig2/index.js';
+import type { BackendChoice } from '../musig2/index.js';
 import { MAX_WORKERS, defaultPoolSize } from '../signer/compute-pool.js';
 import { keystoreOptions, PKCS11_SETTINGS, resolveSettings, settingOptions, settingsHelp } from './config.js';
 import type { Setting } from './config.js';
@@ -84,6 +86,12 @@ export const SERVE_SETTINGS = {
     description: 'worker threads for the curve arithmetic of signing and the Aggregator (default: one per core; 0 = on the event loop)',
     default: () => String(defaultPoolSize()),
   },
+  curveBackend: {
+    flag: 'curve-backend',
+    env: 'MUSIG2_CURVE_BACKEND',
+    description: 'curve arithmetic: native (libsecp256k1; refuse to start without it), noble (JavaScript) or auto (native if it loads; default)',
+    default: () => 'auto',
+  },
   logLevel: { flag: 'log-level', env: 'MUSIG2_LOG_LEVEL', description: 'pino log level (default info)', default: () => 'info' },
 } as const satisfies Record<string, Setting>;
 
@@ -105,6 +113,8 @@ export interface ServeConfig {
   shutdownGraceMs: number;
   /** Worker threads for the signing arithmetic; 0 runs it on the event loop. */
   workers: number;
+  /** Which curve backend runs the arithmetic (main thread and workers alike). */
+  curveBackend: BackendChoice;
   logLevel: string;
   keystore: KeystoreOptions;
 }
@@ -130,6 +140,13 @@ function workerCount(text: string): number {
     throw new CliError(`--${flag} must be a whole number from 0 to ${MAX_WORKERS}, got '${text}'`, 2);
   }
   return Number(text);
+}
+
+function curveBackend(text: string): BackendChoice {
+  if (!(BACKEND_CHOICES as readonly string[]).includes(text)) {
+    throw new CliError(`--${SERVE_SETTINGS.curveBackend.flag} must be one of ${BACKEND_CHOICES.join(', ')}, got '${text}'`, 2);
+  }
+  return text as BackendChoice;
 }
 
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
@@ -164,6 +181,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey, ...(tlsClientCa ? { clientCaFile: tlsClientCa } : {}) } : undefined,
     shutdownGraceMs: int('shutdownGraceMs'),
     workers: workerCount(s.workers!),
+    curveBackend: curveBackend(s.curveBackend!),
     logLevel: s.logLevel!,
     keystore: keystoreOptions(values, env),
   };

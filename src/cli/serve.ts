@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { AuditAnchorError, AuditLockedError, AuditLog, AuditLogCorruptError, AuditUnavailableError } from '../audit/index.js';
 import type { AuditKey } from '../audit/index.js';
 import { Keystore } from '../keystore/index.js';
+import { Musig2Error, selectBackend } from '../musig2/index.js';
 import { openLedger } from '../ledger/index.js';
 import type { NonceLedger } from '../ledger/index.js';
 import {
@@ -156,6 +157,19 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
   let server: DaemonServer;
   let signer: SignerService;
   try {
+    // The curve backend, before the workers start: they run the one chosen here.
+    let chosen: ReturnType<typeof selectBackend>;
+    try {
+      chosen = selectBackend(config.curveBackend);
+    } catch (err) {
+      if (err instanceof Musig2Error) throw new CliError(`--curve-backend ${config.curveBackend}: ${err.message}`, 1);
+      throw err;
+    }
+    logger.info(
+      { curveBackend: chosen.backend, requested: config.curveBackend, ...(chosen.reason === undefined ? {} : { nativeUnavailable: chosen.reason }) },
+      `curve backend ${chosen.backend}` +
+        (config.curveBackend === 'auto' ? ` (auto: ${chosen.reason === undefined ? 'the native addon loaded' : `native unavailable, ${chosen.reason}`})` : ''),
+    );
     // The signing arithmetic's worker threads (each builds its tables, ~0.2 s, in parallel).
     // Closed after the signer, so nothing is mid-call when the workers go.
     const compute = await ComputePool.start(config.workers, { logger });
@@ -172,6 +186,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       openSessions: () => signer.openSessions(),
       signerCounters: () => signer.counters,
       keystoreStats: () => keystore.stats,
+      curveBackend: () => chosen.backend,
     });
     signer = new SignerService({
       keystore,

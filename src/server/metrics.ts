@@ -14,6 +14,7 @@
 //   session_binding_mismatches_total            counter   Sign with pubkeys/tweaks/message other than NonceGen's
 //   health_status{component}                    gauge     1 serving / 0 not; component = signer | keystore | ledger
 //   audit_alarms_total                          counter   the audit log was cut, or its chain forked, under the running daemon (ALARM)
+//   curve_backend_info{backend}                 gauge     1 for the curve backend in use: native | noble
 //
 // Labels are bounded: RPC names and status codes come from fixed sets, and nothing derived
 // from a request (keys, session ids, messages, nonces) ever becomes a label or a value.
@@ -56,6 +57,8 @@ export interface MetricsSources {
   signerCounters?: () => SignerCounterSource;
   keystoreStats?: () => KeystoreStatsSource;
   health?: () => HealthComponents;
+  /** The curve backend the arithmetic runs on (native or noble). */
+  curveBackend?: () => string;
   /** Include prom-client's default process and Node.js metrics (default true). */
   defaultMetrics?: boolean;
 }
@@ -127,6 +130,18 @@ export class Metrics {
       collect() {
         const h = read().health?.();
         for (const component of ['signer', 'keystore', 'ledger'] as const) this.set({ component }, h?.[component] ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: `${METRIC_PREFIX}curve_backend_info`,
+      help: 'the curve backend the arithmetic runs on (1 for the one in use): native (libsecp256k1) or noble (JavaScript)',
+      labelNames: ['backend'],
+      registers,
+      collect() {
+        this.reset();
+        const backend = read().curveBackend?.();
+        if (backend === 'native' || backend === 'noble') this.set({ backend }, 1);
       },
     });
 

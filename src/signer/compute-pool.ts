@@ -5,7 +5,8 @@
 //
 // Secrets cross threads only inside a fresh ArrayBuffer that is moved through the transfer
 // list (never structured-cloned): the pool copies sk (and rand', and for Sign the secnonce)
-// into it and posts it, which detaches it here; the worker zeroes it in `finally` after use.
+// into its prefix, the public inputs after them, and posts it, which detaches it here; the
+// worker zeroes the secret prefix in `finally` after use.
 // The caller's own buffers stay the caller's to wipe (withSecretKey, the session's secnonce);
 // like musig2.sign, `sign` zeroes the secret half of the caller's secnonce before it returns.
 // Outputs come back transferred; the worker keeps no copy of a secret output.
@@ -28,7 +29,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import * as musig2 from '../musig2/index.js';
 import type { NonceGenInput, NonceGenOutput, SessionContext, Tweak } from '../musig2/index.js';
-import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, isPublicOp, isSecretOp, rebuildError } from './compute-protocol.js';
+import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, isPublicOp, isSecretOp, packRequest, rebuildError } from './compute-protocol.js';
 import type {
   ComputeOp,
   ComputePublicOp,
@@ -80,11 +81,11 @@ type AnyCompute = Compute & PublicCompute;
 
 /** Test hooks. Setting any also starts the workers in test mode (test ops, wiped buffers sent back). */
 export interface ComputeTestHooks {
-  /** Right after a request is posted: its secret ArrayBuffer as this side now holds it, and the worker's threadId. */
+  /** Right after a request is posted: its ArrayBuffer (secret prefix included) as this side now holds it, and the worker's threadId. */
   sent?(op: ComputeOp, secret: ArrayBuffer, threadId: number): void;
   /** Right after a public request is posted: the worker's threadId. */
   posted?(op: ComputePublicOp, threadId: number): void;
-  /** The worker's secret buffer for a request after its `finally` zeroed it, moved back here. */
+  /** The secret prefix of the worker's request buffer after its `finally` zeroed it, moved back here. */
   wiped?(op: ComputeOp, secret: Uint8Array): void;
   /** Workers throw while starting. */
   failStart?: boolean;
@@ -124,6 +125,7 @@ const inlineCompute: AnyCompute = {
 
 interface Pending {
   op: ComputeOp | ComputePublicOp | ComputeTestOp;
+  secretBytes: number;
   resolve(out: ArrayBuffer[]): void;
   reject(err: Error): void;
 }
@@ -187,22 +189,8 @@ function workerDied(detail: string): SignerError {
   return new SignerError('INTERNAL', `a compute worker stopped (${detail}) before answering; nothing was released`);
 }
 
-/** A compact copy of a public input (its own ArrayBuffer, added to the transfer list). */
-function pub(x: Uint8Array, transfer: ArrayBuffer[]): Uint8Array {
-  const buf = new ArrayBuffer(x.byteLength);
-  const copy = new Uint8Array(buf);
-  copy.set(x);
-  transfer.push(buf);
-  return copy;
-}
-
-function pubList(xs: readonly Uint8Array[], transfer: ArrayBuffer[]): Uint8Array[] {
-  return xs.map((x) => pub(x, transfer));
-}
-
-function pubTweaks(tweaks: readonly Tweak[], transfer: ArrayBuffer[]): Tweak[] {
-  return tweaks.map((t) => ({ tweak: pub(t.tweak, transfer), xonly: t.xonly }));
-}
+const xonlyOf = (tweaks: readonly Tweak[]): boolean[] => tweaks.map((t) => t.xonly);
+const tweakBytes = (tweaks: readonly Tweak[]): Uint8Array[] => tweaks.map((t) => t.tweak);
 
 const isBytes = (x: unknown, len?: number): x is Uint8Array => x instanceof Uint8Array && (len === undefined || x.length === len);
 const isByteList = (xs: unknown): xs is readonly Uint8Array[] => Array.isArray(xs) && xs.every((x) => isBytes(x));
@@ -213,6 +201,8 @@ const isTweakList = (ts: unknown): ts is readonly Tweak[] =>
 export class ComputePool implements Compute, PublicCompute {
   /** Number of worker threads; 0 means inline. */
   readonly size: number;
+  /** The curve backend of musig2 when the pool was made; its workers (respawns too) run the same. */
+  readonly backend: musig2.BackendName = musig2.activeBackend();
   /** The operations as `lease` hands them out: straight to a worker, the permit already held. */
   private readonly onWorker: AnyCompute = {
     nonceGen: (input) => this.nonceGenOnWorker(input),
@@ -358,25 +348,9 @@ export class ComputePool implements Compute, PublicCompute {
       (input.extraIn !== undefined && !isBytes(input.extraIn))) {
       return inlineCompute.nonceGen(input);
     }
-    const hasSk = input.sk !== undefined;
-    const hasRand = input.rand !== undefined;
-    const secret = new ArrayBuffer((hasSk ? SK_BYTES : 0) + (hasRand ? RAND_BYTES : 0));
-    const s = new Uint8Array(secret);
-    if (input.sk !== undefined) s.set(input.sk, 0);
-    if (input.rand !== undefined) s.set(input.rand, hasSk ? SK_BYTES : 0);
-    const transfer = [secret];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'nonceGen',
-      secret,
-      hasSk,
-      hasRand,
-      pk: pub(input.pk, transfer),
-      ...(input.aggpk === undefined ? {} : { aggpk: pub(input.aggpk, transfer) }),
-      ...(input.msg === undefined ? {} : { msg: pub(input.msg, transfer) }),
-      ...(input.extraIn === undefined ? {} : { extraIn: pub(input.extraIn, transfer) }),
-    };
-    return this.dispatch(req, transfer).then(([sec, pn]) => ({ secnonce: new Uint8Array(sec!), pubnonce: new Uint8Array(pn!) }));
+    const packed = packRequest([input.sk, input.rand], [input.pk, input.aggpk, input.msg, input.extraIn]);
+    const req: ComputeRequest = { id: 0, op: 'nonceGen', ...packed, counts: [], xonly: [] };
+    return this.dispatch(req, [packed.buf]).then(([sec, pn]) => ({ secnonce: new Uint8Array(sec!), pubnonce: new Uint8Array(pn!) }));
   }
 
   private signOnWorker(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Promise<Uint8Array> {
@@ -384,22 +358,10 @@ export class ComputePool implements Compute, PublicCompute {
       !isBytes(ctx.aggnonce) || !isByteList(ctx.pubkeys) || !isTweakList(ctx.tweaks) || !isBytes(ctx.msg)) {
       return inlineCompute.sign(secnonce, sk, ctx);
     }
-    const secret = new ArrayBuffer(SK_BYTES + SECNONCE_BYTES);
-    const s = new Uint8Array(secret);
-    s.set(sk, 0);
-    s.set(secnonce, SK_BYTES);
+    const packed = packRequest([sk, secnonce], [ctx.aggnonce, ctx.msg, ...ctx.pubkeys, ...tweakBytes(ctx.tweaks)]);
     secnonce.fill(0, 0, 64); // as musig2.sign: a used secnonce is zeroed at once
-    const transfer = [secret];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'sign',
-      secret,
-      aggnonce: pub(ctx.aggnonce, transfer),
-      pubkeys: pubList(ctx.pubkeys, transfer),
-      tweaks: pubTweaks(ctx.tweaks, transfer),
-      msg: pub(ctx.msg, transfer),
-    };
-    return this.dispatch(req, transfer).then(([psig]) => new Uint8Array(psig!));
+    const req: ComputeRequest = { id: 0, op: 'sign', ...packed, counts: [ctx.pubkeys.length], xonly: xonlyOf(ctx.tweaks) };
+    return this.dispatch(req, [packed.buf]).then(([psig]) => new Uint8Array(psig!));
   }
 
   private deterministicSignOnWorker(
@@ -414,23 +376,9 @@ export class ComputePool implements Compute, PublicCompute {
       !isByteList(pubkeys) || !isTweakList(tweaks) || !isBytes(msg)) {
       return inlineCompute.deterministicSign(sk, aggothernonce, pubkeys, tweaks, msg, rand);
     }
-    const hasRand = rand !== undefined;
-    const secret = new ArrayBuffer(SK_BYTES + (hasRand ? RAND_BYTES : 0));
-    const s = new Uint8Array(secret);
-    s.set(sk, 0);
-    if (rand !== undefined) s.set(rand, SK_BYTES);
-    const transfer = [secret];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'deterministicSign',
-      secret,
-      hasRand,
-      aggothernonce: pub(aggothernonce, transfer),
-      pubkeys: pubList(pubkeys, transfer),
-      tweaks: pubTweaks(tweaks, transfer),
-      msg: pub(msg, transfer),
-    };
-    return this.dispatch(req, transfer).then(([pn, psig]) => ({ pubnonce: new Uint8Array(pn!), psig: new Uint8Array(psig!) }));
+    const packed = packRequest([sk, rand], [aggothernonce, msg, ...pubkeys, ...tweakBytes(tweaks)]);
+    const req: ComputeRequest = { id: 0, op: 'deterministicSign', ...packed, counts: [pubkeys.length], xonly: xonlyOf(tweaks) };
+    return this.dispatch(req, [packed.buf]).then(([pn, psig]) => ({ pubnonce: new Uint8Array(pn!), psig: new Uint8Array(psig!) }));
   }
 
   // Public operations: an input of the wrong type (one that cannot be copied) is left to musig2
@@ -439,16 +387,16 @@ export class ComputePool implements Compute, PublicCompute {
 
   private keyAggOnWorker(pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[]): Promise<{ xonly: Uint8Array; plain: Uint8Array }> {
     if (!isByteList(pubkeys) || !isTweakList(tweaks)) return inlineCompute.keyAgg(pubkeys, tweaks);
-    const transfer: ArrayBuffer[] = [];
-    const req: ComputeRequest = { id: 0, op: 'keyAgg', pubkeys: pubList(pubkeys, transfer), tweaks: pubTweaks(tweaks, transfer) };
-    return this.dispatch(req, transfer).then(([x, p]) => ({ xonly: new Uint8Array(x!), plain: new Uint8Array(p!) }));
+    const packed = packRequest([], [...pubkeys, ...tweakBytes(tweaks)]);
+    const req: ComputeRequest = { id: 0, op: 'keyAgg', ...packed, counts: [pubkeys.length], xonly: xonlyOf(tweaks) };
+    return this.dispatch(req, [packed.buf]).then(([x, p]) => ({ xonly: new Uint8Array(x!), plain: new Uint8Array(p!) }));
   }
 
   private nonceAggOnWorker(pubnonces: readonly Uint8Array[]): Promise<Uint8Array> {
     if (!isByteList(pubnonces)) return inlineCompute.nonceAgg(pubnonces);
-    const transfer: ArrayBuffer[] = [];
-    const req: ComputeRequest = { id: 0, op: 'nonceAgg', pubnonces: pubList(pubnonces, transfer) };
-    return this.dispatch(req, transfer).then(([aggnonce]) => new Uint8Array(aggnonce!));
+    const packed = packRequest([], pubnonces);
+    const req: ComputeRequest = { id: 0, op: 'nonceAgg', ...packed, counts: [], xonly: [] };
+    return this.dispatch(req, [packed.buf]).then(([aggnonce]) => new Uint8Array(aggnonce!));
   }
 
   private partialSigVerifyOnWorker(
@@ -463,18 +411,9 @@ export class ComputePool implements Compute, PublicCompute {
       typeof i !== 'number') {
       return inlineCompute.partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i);
     }
-    const transfer: ArrayBuffer[] = [];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'partialSigVerify',
-      psig: pub(psig, transfer),
-      pubnonces: pubList(pubnonces, transfer),
-      pubkeys: pubList(pubkeys, transfer),
-      tweaks: pubTweaks(tweaks, transfer),
-      msg: pub(msg, transfer),
-      i,
-    };
-    return this.dispatch(req, transfer).then(([valid]) => new Uint8Array(valid!)[0] === 1);
+    const packed = packRequest([], [psig, msg, ...pubnonces, ...pubkeys, ...tweakBytes(tweaks)]);
+    const req: ComputeRequest = { id: 0, op: 'partialSigVerify', ...packed, counts: [pubnonces.length, pubkeys.length], xonly: xonlyOf(tweaks), i };
+    return this.dispatch(req, [packed.buf]).then(([valid]) => new Uint8Array(valid!)[0] === 1);
   }
 
   private partialSigAggOnWorker(psigs: readonly Uint8Array[], ctx: SessionContext): Promise<Uint8Array> {
@@ -482,17 +421,9 @@ export class ComputePool implements Compute, PublicCompute {
       !isTweakList(ctx.tweaks) || !isBytes(ctx.msg)) {
       return inlineCompute.partialSigAgg(psigs, ctx);
     }
-    const transfer: ArrayBuffer[] = [];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'partialSigAgg',
-      psigs: pubList(psigs, transfer),
-      aggnonce: pub(ctx.aggnonce, transfer),
-      pubkeys: pubList(ctx.pubkeys, transfer),
-      tweaks: pubTweaks(ctx.tweaks, transfer),
-      msg: pub(ctx.msg, transfer),
-    };
-    return this.dispatch(req, transfer).then(([sig]) => new Uint8Array(sig!));
+    const packed = packRequest([], [ctx.aggnonce, ctx.msg, ...psigs, ...ctx.pubkeys, ...tweakBytes(ctx.tweaks)]);
+    const req: ComputeRequest = { id: 0, op: 'partialSigAgg', ...packed, counts: [psigs.length, ctx.pubkeys.length], xonly: xonlyOf(ctx.tweaks) };
+    return this.dispatch(req, [packed.buf]).then(([sig]) => new Uint8Array(sig!));
   }
 
   /**
@@ -536,8 +467,9 @@ export class ComputePool implements Compute, PublicCompute {
   // ---- workers ------------------------------------------------------------------------------
 
   private dispatch(req: ComputeRequest, transfer: ArrayBuffer[]): Promise<ArrayBuffer[]> {
+    const secretBytes = 'buf' in req ? req.secretBytes : 0;
     const wipe = () => {
-      if ('secret' in req && req.secret.byteLength > 0) new Uint8Array(req.secret).fill(0);
+      if ('buf' in req && req.buf.byteLength > 0) new Uint8Array(req.buf, 0, secretBytes).fill(0);
     };
     if (this.closed) {
       wipe();
@@ -570,9 +502,9 @@ export class ComputePool implements Compute, PublicCompute {
         reject(err instanceof Error ? err : new Error(String(err)));
         return;
       }
-      if ('secret' in req) this.hooks?.sent?.(req.op, req.secret, h.worker.threadId);
+      if ('buf' in req && isSecretOp(req.op)) this.hooks?.sent?.(req.op, req.buf, h.worker.threadId);
       else if (isPublicOp(req.op)) this.hooks?.posted?.(req.op, h.worker.threadId);
-      h.pending.set(id, { op: req.op, resolve, reject });
+      h.pending.set(id, { op: req.op, secretBytes, resolve, reject });
       if (h.pending.size === 1) h.worker.ref();
     });
   }
@@ -583,7 +515,7 @@ export class ComputePool implements Compute, PublicCompute {
     if (p === undefined) return;
     h.pending.delete(msg.id);
     if (h.pending.size === 0) h.worker.unref();
-    if (msg.wiped !== undefined && isSecretOp(p.op)) this.hooks?.wiped?.(p.op, new Uint8Array(msg.wiped));
+    if (msg.wiped !== undefined && isSecretOp(p.op)) this.hooks?.wiped?.(p.op, new Uint8Array(msg.wiped, 0, p.secretBytes));
     if (msg.ok) p.resolve(msg.out);
     else p.reject(rebuildError(msg.error));
   }
@@ -593,7 +525,11 @@ export class ComputePool implements Compute, PublicCompute {
     let worker: Worker;
     try {
       const { entry, eval: isEval, execArgv } = workerEntry();
-      const data: ComputeWorkerData = { test: this.hooks !== undefined, failStart: this.hooks?.failStart === true };
+      const data: ComputeWorkerData = {
+        backend: this.backend,
+        test: this.hooks !== undefined,
+        failStart: this.hooks?.failStart === true,
+      };
       worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false });
     } catch (err) {
       // No thread, so no 'exit' to trigger a replacement: the caller decides (start fails; a
