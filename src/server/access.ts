@@ -18,7 +18,7 @@ import { AuditUnavailableError, sha256Hex } from '../audit/index.js';
 import type { AuditFields, AuditLog } from '../audit/index.js';
 import type { Tweak } from '../musig2/index.js';
 import { bindingDigest, contextDigest, SignerError } from '../signer/index.js';
-import { identifyCaller, SIGNER_RPCS } from './acl.js';
+import { capText, identifyCaller, SIGNER_RPCS } from './acl.js';
 import type { AccessRules, ClientIdentity } from './acl.js';
 import { mapKnownError } from './errors.js';
 import type { CallWrapper } from './rpc.js';
@@ -113,7 +113,8 @@ export function accessControl(opts: AccessControlOptions): CallWrapper {
 
   return async (rpc: string, call: ServerUnaryCall<unknown, unknown>, next: () => Promise<unknown>) => {
     const who = identifyCaller(call, opts.plaintextIsLocal);
-    const peer = call.getPeer?.() ?? 'unknown';
+    // Key and session ids were bounded before this runs (rpc.ts); the peer is capped here.
+    const peer = capText(call.getPeer?.() ?? 'unknown', 128);
     const req: Record<string, unknown> = typeof call.request === 'object' && call.request !== null ? (call.request as Record<string, unknown>) : {};
 
     if (!SIGNER.has(rpc)) {

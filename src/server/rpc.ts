@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { INTERNAL_MESSAGE, mapKnownError, toServiceError } from './errors.js';
 import type { MappedStatus } from './errors.js';
 import type { Metrics } from './metrics.js';
-import { InvalidRequestError } from './validate.js';
+import { checkIdentifiers, InvalidRequestError } from './validate.js';
 
 /** Stands in for a request whose bytes are not a valid protobuf message. */
 const UNDECODABLE: unique symbol = Symbol('undecodable request');
@@ -66,7 +66,12 @@ export function unary<Req, Res>(method: string, ctx: CallContext, handle: (req: 
     const guarded = ctx.around
       ? () => ctx.around!(method, call as ServerUnaryCall<unknown, unknown>, run) as Promise<Res>
       : run;
-    guarded().then(
+    // Bounded identifiers first: nothing below (rules, audit, logs) sees an oversized one.
+    const checked = async (): Promise<Res> => {
+      if (!isUndecodable(request)) checkIdentifiers(method, request);
+      return guarded();
+    };
+    checked().then(
       (response) => {
         finish(Status.OK);
         callback(null, response);

@@ -18,7 +18,7 @@ export { ComputePool, DEFAULT_DEPTH, MAX_WORKERS, defaultPoolSize } from './comp
 export type { Compute, ComputeOp, ComputePoolOptions, ComputePublicOp, ComputeTestHooks, PublicCompute } from './compute-pool.js';
 export { SignerError, toSignerError } from './errors.js';
 export type { ErrorInfo, SignerErrorCode } from './errors.js';
-export { DEFAULT_LIMITS, MAX_KEY_ID_LENGTH, SESSION_ID_BYTES } from './validate.js';
+export { DEFAULT_LIMITS, MAX_KEY_ID_LENGTH, SESSION_ID_BYTES, checkKeyId, checkSessionId } from './validate.js';
 export type { RequestLimits } from './validate.js';
 export { contextDigest, bindingDigest } from './digest.js';
 export type { SigningContext, SigningPath } from './digest.js';
