@@ -76,7 +76,7 @@ export interface PublicCompute {
 }
 
 /** Both kinds of operation, as a worker or this thread runs them (the permit already held). */
-type AnyCompute = Compute & PublicCompute;
+export type AnyCompute = Compute & PublicCompute;
 
 /** Test hooks. Setting any also starts the workers in test mode (test ops, wiped buffers sent back). */
 export interface ComputeTestHooks {
@@ -278,7 +278,7 @@ export class ComputePool implements Compute, PublicCompute {
    * Runs `fn` with a permit: waits (FIFO) until a worker has room, so anything opened inside
    * `fn` (a decrypted key) is not held while the call queues. Inline pools run `fn` at once.
    */
-  lease<T>(fn: (compute: Compute) => Promise<T>): Promise<T> {
+  lease<T>(fn: (compute: AnyCompute) => Promise<T>): Promise<T> {
     return this.withPermit(fn);
   }
 
