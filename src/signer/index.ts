@@ -20,5 +20,5 @@ export { SignerError, toSignerError } from './errors.js';
 export type { ErrorInfo, SignerErrorCode } from './errors.js';
 export { DEFAULT_LIMITS, MAX_KEY_ID_LENGTH, SESSION_ID_BYTES, checkKeyId, checkSessionId } from './validate.js';
 export type { RequestLimits } from './validate.js';
-export { contextDigest, bindingDigest } from './digest.js';
+export { contextDigest, bindingDigest, deterministicDigest } from './digest.js';
 export type { SigningContext, SigningPath } from './digest.js';

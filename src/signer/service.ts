@@ -20,7 +20,7 @@ import type { Tweak } from '../musig2/index.js';
 import type { Keystore } from '../keystore/index.js';
 import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } from '../ledger/index.js';
 import { ComputePool } from './compute-pool.js';
-import { bindingDigest, contextDigest } from './digest.js';
+import { bindingDigest, contextDigest, deterministicDigest } from './digest.js';
 import { SignerError, toSignerError } from './errors.js';
 import { Session, SessionStore } from './sessions.js';
 import {
@@ -479,14 +479,6 @@ export class SignerService {
     this.assertOpen();
     const key = await this.keystore.getKey(v.keyId);
     assertOwnKey(key.publicKey, v.pubkeys);
-    const digest = contextDigest({
-      path: 'deterministic',
-      keyId: v.keyId,
-      nonce: v.aggothernonce,
-      pubkeys: v.pubkeys,
-      tweaks: v.tweaks,
-      message: v.message,
-    });
     // Key aggregation validates the keys and tweaks on a worker (never on the event loop),
     // before the key is opened under the same permit.
     const out = await this.compute.lease(async (c) => {
@@ -496,13 +488,28 @@ export class SignerService {
         return c.deterministicSign(sk, v.aggothernonce, v.pubkeys, v.tweaks, v.message, v.rand);
       });
     });
+    // The row's digest binds what this nonce releases (deterministicDigest): a request written
+    // differently that releases the same psig is a replay, never an alarm.
+    const digest = deterministicDigest(out.pubnonce, out.psig);
     let recorded: Awaited<ReturnType<NonceLedger['recordDeterministic']>>;
     try {
       recorded = await this.ledger.recordDeterministic({ keyId: v.keyId, pubnonce: out.pubnonce, digest, psig: out.psig });
     } catch (err) {
-      out.psig.fill(0);
-      if (err instanceof NonceReuseError) throw this.reuseAttempt(v.keyId, out.pubnonce, null, 'ledger');
-      throw err;
+      let released = false;
+      try {
+        if (!(err instanceof NonceReuseError)) throw err;
+        // A row from an earlier version holds the request's context digest: compare the stored
+        // partial signature itself. Same psig: a replay. Another one: never released.
+        const row = await this.ledger.findByPubnonce(out.pubnonce);
+        if (row?.path === 'deterministic' && row.psig !== null && equal(row.psig, out.psig)) {
+          this.log.info({ event: 'deterministic_replay', keyId: v.keyId }, 'replay of a DeterministicSign recorded by an earlier version');
+          released = true;
+          return { pubnonce: out.pubnonce, partialSig: out.psig };
+        }
+        throw this.reuseAttempt(v.keyId, out.pubnonce, null, 'ledger');
+      } finally {
+        if (!released) out.psig.fill(0);
+      }
     }
     if (recorded.outcome === 'replay' && !equal(recorded.psig, out.psig)) {
       // Same nonce, same context, another signature: the arithmetic or the ledger is broken.

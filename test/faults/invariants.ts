@@ -10,7 +10,8 @@
 //   one pubnonce never came back with two different psigs or under two different digests;
 // - each audit log's hash chain verifies; no two successful Sign decisions for one session
 //   carry different context digests; every successful Sign/DeterministicSign decision matches
-//   a used ledger row (by session and digest, or by digest on the deterministic path).
+//   a used ledger row (by session and digest, or by digest on the deterministic path, where
+//   both hold the digest of the released pubnonce and psig).
 import { readFile } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import pg from 'pg';
