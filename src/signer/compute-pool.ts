@@ -10,11 +10,20 @@
 // like musig2.sign, `sign` zeroes the secret half of the caller's secnonce before it returns.
 // Outputs come back transferred; the worker keeps no copy of a secret output.
 //
-// Dispatch: `lease` waits in one FIFO queue for a permit (at most `depth` calls per worker
-// outstanding), and each call goes to the least busy worker. Open the key inside the lease, so
-// at most size x depth plaintext keys wait for a worker at any time. The public operations
-// queue for the same permits in the same FIFO: fair, so a flood of PartialSigVerify delays
-// signing calls behind it by its own share but can never starve them (nor they it).
+// Dispatch: a call waits for a permit (at most `depth` calls per worker outstanding), and each
+// call goes to the least busy worker. Open the key inside the lease, so at most size x depth
+// plaintext keys wait for a worker at any time.
+//
+// The queue is bounded and shared fairly (quotas against one client starving the others):
+// - Past `maxQueued` waiting calls, a call is refused at once with RESOURCE_EXHAUSTED.
+// - Each client (the identity of the gRPC call, see caller.ts) may have at most `maxPerClient`
+//   calls waiting or running; past it, RESOURCE_EXHAUSTED at once.
+// - Waiting calls are served round-robin across clients, so a client with a deep queue gets
+//   its turn like any other instead of holding the head of one FIFO.
+// - Signing (lease: NonceGen, Sign, DeterministicSign) goes before Aggregator work (the public
+//   operations), and Aggregator work holds at most size x (depth - 1) permits (at least one),
+//   leaving a permit per worker to signing. So a signing call never waits behind queued
+//   Aggregator work: at most behind one Aggregator operation already running on its worker.
 //
 // A worker that dies fails its in-flight calls with a SignerError (INTERNAL: a bug or a
 // resource failure, never "retry") and is replaced. Musig2 errors come back as the same
@@ -37,6 +46,7 @@ import type {
   ComputeTestOp,
   ComputeWorkerData,
 } from './compute-protocol.js';
+import { currentCaller } from './caller.js';
 import { SignerError } from './errors.js';
 
 export type { ComputeOp, ComputePublicOp } from './compute-protocol.js';
@@ -93,6 +103,10 @@ export interface ComputeTestHooks {
 export interface ComputePoolOptions {
   /** Calls outstanding per worker at once (the rest queue here). Default 2. */
   depth?: number;
+  /** Most calls waiting for a permit; past it RESOURCE_EXHAUSTED at once. Default 1024. */
+  maxQueued?: number;
+  /** Most calls one client may have waiting or running; past it RESOURCE_EXHAUSTED at once. Default 128. */
+  maxPerClient?: number;
   /** Worker deaths and respawns are logged here. */
   logger?: Logger;
   /** Tests only. */
@@ -100,6 +114,52 @@ export interface ComputePoolOptions {
 }
 
 export const DEFAULT_DEPTH = 2;
+export const DEFAULT_MAX_COMPUTE_QUEUE = 1024;
+export const DEFAULT_MAX_COMPUTE_PER_CLIENT = 128;
+
+type WorkClass = 'sign' | 'public';
+
+interface Waiter {
+  owner: string | undefined;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+/** Waiters served round-robin across owners (FIFO within one owner). */
+class FairQueue {
+  private readonly byOwner = new Map<string | undefined, Waiter[]>();
+  private size = 0;
+
+  get length(): number {
+    return this.size;
+  }
+
+  push(w: Waiter): void {
+    const q = this.byOwner.get(w.owner);
+    if (q) q.push(w);
+    else this.byOwner.set(w.owner, [w]);
+    this.size++;
+  }
+
+  /** The head of the first owner in turn; that owner then goes to the back of the turn. */
+  shift(): Waiter | undefined {
+    for (const [owner, q] of this.byOwner) {
+      const w = q.shift()!;
+      this.byOwner.delete(owner);
+      if (q.length > 0) this.byOwner.set(owner, q); // Map order: re-inserted owners go last
+      this.size--;
+      return w;
+    }
+    return undefined;
+  }
+
+  drain(): Waiter[] {
+    const all = [...this.byOwner.values()].flat();
+    this.byOwner.clear();
+    this.size = 0;
+    return all;
+  }
+}
 export const MAX_WORKERS = 256;
 
 /** The default pool size: the cores this process may use. */
@@ -228,7 +288,15 @@ export class ComputePool implements Compute, PublicCompute {
   private readonly log: Logger | undefined;
   private readonly hooks: ComputeTestHooks | undefined;
   private readonly handles: Handle[] = [];
-  private readonly waiting: { resolve(): void; reject(err: Error): void }[] = [];
+  private readonly waitingSign = new FairQueue();
+  private readonly waitingPublic = new FairQueue();
+  private readonly maxQueued: number;
+  private readonly maxPerClient: number;
+  /** Calls waiting or running, per client. */
+  private readonly perClient = new Map<string, number>();
+  /** Permits held by Aggregator work, and the most it may hold. */
+  private publicRunning = 0;
+  private readonly maxPublic: number;
   private permits: number;
   private nextId = 1;
   private closed = false;
@@ -244,6 +312,11 @@ export class ComputePool implements Compute, PublicCompute {
     if (!Number.isInteger(depth) || depth < 1) throw new RangeError('compute pool depth must be a positive integer');
     this.size = size;
     this.depth = depth;
+    this.maxQueued = opts.maxQueued ?? DEFAULT_MAX_COMPUTE_QUEUE;
+    this.maxPerClient = opts.maxPerClient ?? DEFAULT_MAX_COMPUTE_PER_CLIENT;
+    if (!Number.isInteger(this.maxQueued) || this.maxQueued < 0) throw new RangeError('maxQueued must be a non-negative integer');
+    if (!Number.isInteger(this.maxPerClient) || this.maxPerClient < 1) throw new RangeError('maxPerClient must be a positive integer');
+    this.maxPublic = Math.max(1, size * (depth - 1));
     this.log = opts.logger?.child({ component: 'compute' });
     this.hooks = opts.testHooks;
     this.permits = size * depth;
@@ -279,19 +352,30 @@ export class ComputePool implements Compute, PublicCompute {
    * `fn` (a decrypted key) is not held while the call queues. Inline pools run `fn` at once.
    */
   lease<T>(fn: (compute: AnyCompute) => Promise<T>): Promise<T> {
-    return this.withPermit(fn);
+    return this.withPermit(fn, 'sign');
   }
 
-  /** `lease` for any operation, public ones included. */
-  private async withPermit<T>(fn: (compute: AnyCompute) => Promise<T>): Promise<T> {
+  /** `lease` for any operation: signing first, then Aggregator (public) work. */
+  private async withPermit<T>(fn: (compute: AnyCompute) => Promise<T>, kind: WorkClass = 'public'): Promise<T> {
     if (this.closed) throw shuttingDown();
-    if (this.size === 0) return fn(inlineCompute);
-    await this.acquire();
+    const owner = currentCaller();
+    this.admit(owner);
     try {
-      return await fn(this.onWorker);
+      if (this.size === 0) return await fn(inlineCompute);
+      await this.acquire(kind, owner);
+      try {
+        return await fn(this.onWorker);
+      } finally {
+        this.release(kind);
+      }
     } finally {
-      this.release();
+      this.leave(owner);
     }
+  }
+
+  /** Calls waiting for a permit (for tests and diagnostics). */
+  queued(): number {
+    return this.waitingSign.length + this.waitingPublic.length;
   }
 
   /** In-flight calls per worker (for tests and diagnostics). */
@@ -512,25 +596,69 @@ export class ComputePool implements Compute, PublicCompute {
     this.closed = true;
     for (const t of this.respawnTimers) clearTimeout(t);
     this.respawnTimers.clear();
-    for (const w of this.waiting.splice(0)) w.reject(shuttingDown());
+    for (const w of [...this.waitingSign.drain(), ...this.waitingPublic.drain()]) w.reject(shuttingDown());
     await Promise.all(this.handles.map((h) => h.worker.terminate()));
   }
 
   // ---- permits ------------------------------------------------------------------------------
 
-  private acquire(): Promise<void> {
-    if (this.closed) return Promise.reject(shuttingDown());
-    if (this.permits > 0) {
-      this.permits--;
-      return Promise.resolve();
+  /** Counts a call against its client's quota, or refuses it at once. */
+  private admit(owner: string | undefined): void {
+    if (owner === undefined) return;
+    const n = this.perClient.get(owner) ?? 0;
+    if (n >= this.maxPerClient) {
+      throw new SignerError(
+        'RESOURCE_EXHAUSTED',
+        `client '${owner}' already has ${n} signing or Aggregator computations queued or running (cap ${this.maxPerClient} per client); retry when some finish`,
+      );
     }
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    this.perClient.set(owner, n + 1);
   }
 
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next !== undefined) next.resolve();
-    else this.permits++;
+  private leave(owner: string | undefined): void {
+    if (owner === undefined) return;
+    const n = (this.perClient.get(owner) ?? 1) - 1;
+    if (n <= 0) this.perClient.delete(owner);
+    else this.perClient.set(owner, n);
+  }
+
+  private acquire(kind: WorkClass, owner: string | undefined): Promise<void> {
+    if (this.closed) return Promise.reject(shuttingDown());
+    const queue = kind === 'sign' ? this.waitingSign : this.waitingPublic;
+    if (queue.length === 0 && this.permits > 0 && (kind === 'sign' || this.publicRunning < this.maxPublic)) {
+      this.take(kind);
+      return Promise.resolve();
+    }
+    if (this.queued() >= this.maxQueued) {
+      return Promise.reject(
+        new SignerError('RESOURCE_EXHAUSTED', `the compute queue is full (${this.maxQueued} calls waiting); retry shortly`),
+      );
+    }
+    return new Promise((resolve, reject) => queue.push({ owner, resolve, reject }));
+  }
+
+  private take(kind: WorkClass): void {
+    this.permits--;
+    if (kind === 'public') this.publicRunning++;
+  }
+
+  private release(kind: WorkClass): void {
+    this.permits++;
+    if (kind === 'public') this.publicRunning--;
+    // Hand free permits on: signing first, then Aggregator work within its share.
+    while (this.permits > 0) {
+      let next: Waiter | undefined;
+      if (this.waitingSign.length > 0) {
+        next = this.waitingSign.shift();
+        this.take('sign');
+      } else if (this.waitingPublic.length > 0 && this.publicRunning < this.maxPublic) {
+        next = this.waitingPublic.shift();
+        this.take('public');
+      } else {
+        break;
+      }
+      next!.resolve();
+    }
   }
 
   // ---- workers ------------------------------------------------------------------------------

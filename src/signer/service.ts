@@ -19,6 +19,7 @@ import * as musig2 from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
 import type { Keystore } from '../keystore/index.js';
 import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } from '../ledger/index.js';
+import { currentCaller } from './caller.js';
 import { ComputePool } from './compute-pool.js';
 import { bindingDigest, contextDigest, deterministicDigest } from './digest.js';
 import { SignerError, toSignerError } from './errors.js';
@@ -46,6 +47,11 @@ export interface SignerServiceOptions {
   sessionTtlMs?: number;
   /** Cap on open sessions; NonceGen past it gets RESOURCE_EXHAUSTED. Default 10_000. */
   maxSessions?: number;
+  /**
+   * Cap on the open sessions of one client (the identity runAsCaller gives the call); NonceGen
+   * past it gets RESOURCE_EXHAUSTED. Default: a quarter of maxSessions (at least 1).
+   */
+  maxSessionsPerClient?: number;
   /** Longest message accepted. Default 1 MiB (see validate.ts). */
   maxMessageBytes?: number;
   /** Most entries in pubkeys. Default 1000. */
@@ -139,6 +145,7 @@ export class SignerService {
   private readonly ledger: NonceLedger;
   private readonly ttlMs: number;
   private readonly maxSessions: number;
+  private readonly maxSessionsPerClient: number;
   private readonly limits: RequestLimits;
   private readonly log: Logger;
   private readonly now: () => number;
@@ -157,6 +164,10 @@ export class SignerService {
     if (!Number.isInteger(this.maxSessions) || this.maxSessions < 1) {
       throw new RangeError('maxSessions must be a positive integer');
     }
+    this.maxSessionsPerClient = opts.maxSessionsPerClient ?? Math.max(1, Math.floor(this.maxSessions / 4));
+    if (!Number.isInteger(this.maxSessionsPerClient) || this.maxSessionsPerClient < 1) {
+      throw new RangeError('maxSessionsPerClient must be a positive integer');
+    }
     this.limits = {
       maxSigners: opts.maxSigners ?? DEFAULT_LIMITS.maxSigners,
       maxTweaks: opts.maxTweaks ?? DEFAULT_LIMITS.maxTweaks,
@@ -170,6 +181,7 @@ export class SignerService {
     this.compute = opts.compute ?? ComputePool.inline();
     this.sessions = new SessionStore({
       maxOpen: this.maxSessions,
+      maxOpenPerOwner: this.maxSessionsPerClient,
       maxRetired: this.maxSessions,
       retentionMs: this.ttlMs,
       now: this.now,
@@ -251,7 +263,15 @@ export class SignerService {
     this.assertOpen();
     const key = await this.keystore.getKey(v.keyId);
     assertOwnKey(key.publicKey, v.pubkeys);
-    if (!this.sessions.tryReserve()) {
+    const owner = currentCaller();
+    const reserved = this.sessions.tryReserve(owner);
+    if (reserved === 'owner_full') {
+      throw new SignerError(
+        'RESOURCE_EXHAUSTED',
+        `client '${owner}' has too many open sessions (cap ${this.maxSessionsPerClient} per client); sign or let them expire, then retry`,
+      );
+    }
+    if (reserved === 'full') {
       throw new SignerError(
         'RESOURCE_EXHAUSTED',
         `too many open sessions (cap ${this.maxSessions}); sign or let sessions expire, then retry`,
@@ -305,6 +325,7 @@ export class SignerService {
         messageBound: v.message !== undefined,
         expiresAt,
         secnonce,
+        ...(owner === undefined ? {} : { owner }),
       });
       this.sessions.addReserved(session);
       added = true;
@@ -312,7 +333,7 @@ export class SignerService {
       return { sessionId: sessionId.slice(), pubnonce: out.pubnonce.slice(), expiresAtUnixMs: expiresAt };
     } finally {
       if (!added) {
-        this.sessions.cancelReservation();
+        this.sessions.cancelReservation(owner);
         secnonce?.fill(0);
       }
     }
