@@ -722,7 +722,8 @@ export class ComputePool implements Compute, PublicCompute {
     try {
       const { entry, eval: isEval, execArgv } = workerEntry();
       const data: ComputeWorkerData = { test: this.hooks !== undefined, failStart: this.hooks?.failStart === true };
-      worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false });
+      // env {}: the worker gets no copy of the environment (and so of anything secret in it).
+      worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false, env: {} });
     } catch (err) {
       // No thread, so no 'exit' to trigger a replacement: the caller decides (start fails; a
       // respawn tries again later).
