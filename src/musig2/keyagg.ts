@@ -6,7 +6,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import {
-  N, Point, cbytes, checkArray, checkByteList, checkBytes, compareBytes, concat, cpoint,
+  N, Point, cbytes, checkArray, checkByteList, checkBytes, compareBytes, concat, copyBytes, cpoint,
   equalBytes, hasEvenY, modN, toHex, toInt, xbytes,
 } from './encoding.js';
 import { hashKeyAggCoef, hashKeyAggList } from './hash.js';
@@ -56,7 +56,7 @@ export function individualPubkey(sk: Uint8Array): Uint8Array {
 /** KeySort: the keys in lexicographic order (a new array; inputs are not modified). */
 export function keySort(pubkeys: readonly Uint8Array[]): Uint8Array[] {
   checkByteList(pubkeys, 'pubkeys', 33, 1);
-  return pubkeys.map((pk) => pk.slice()).sort(compareBytes);
+  return pubkeys.map((pk) => copyBytes(pk)).sort(compareBytes);
 }
 
 /** GetSecondKey: the first key different from the first, or 33 zero bytes. */
@@ -68,7 +68,7 @@ function getSecondKey(pubkeys: readonly Uint8Array[]): Uint8Array {
 
 /** Aggregate a validated key list (uncached). */
 function aggregate(id: string, pubkeys: readonly Uint8Array[]): KeySet {
-  const copies = pubkeys.map((pk) => pk.slice());
+  const copies = pubkeys.map((pk) => copyBytes(pk));
   const L = hashKeyAggList(...copies);
   const pk2 = getSecondKey(copies);
   const points: Point[] = [];

@@ -3,7 +3,7 @@
  */
 import { randomBytes } from '@noble/hashes/utils.js';
 import {
-  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, cpoint, cpointExt, normalizePoints, toHex, toInt, uintBytes,
+  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, copyBytes, cpoint, cpointExt, normalizePoints, toHex, toInt, uintBytes,
 } from './encoding.js';
 import { hashAux, hashNonce } from './hash.js';
 import { mulBaseSecret } from './curve.js';
@@ -77,7 +77,7 @@ export function nonceGen(input: NonceGenInput): NonceGenOutput {
   const extra = extraIn ?? new Uint8Array(0);
   const secrets: Uint8Array[] = []; // wiped on the way out, whatever happens
   try {
-    const randPrime: Uint8Array = randIn === undefined ? randomBytes(32) : randIn.slice();
+    const randPrime: Uint8Array = randIn === undefined ? randomBytes(32) : copyBytes(randIn);
     secrets.push(randPrime);
     // rand = sk XOR hash_aux(rand') if sk is present, else rand'.
     let rand = randPrime;

@@ -3,7 +3,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import {
-  N, Point, bytes32, cbytes, checkByteList, checkBytes, concat, cpointExt,
+  N, Point, bytes32, cbytes, checkByteList, checkBytes, concat, copyBytes, cpointExt,
   equalBytes, hasEvenY, modN, toHex, toInt, uintBytes, xbytes,
 } from './encoding.js';
 import { hashAux, hashChallenge, hashDetNonce, hashNonceCoef } from './hash.js';
@@ -166,7 +166,7 @@ function signCore(
  */
 export function sign(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Uint8Array {
   if (!(secnonce instanceof Uint8Array)) throw new InvalidInputError('secnonce must be 97 bytes', 'secnonce');
-  const kBytes = secnonce.slice(0, 64);
+  const kBytes = copyBytes(secnonce, 0, 64);
   secnonce.fill(0, 0, Math.min(64, secnonce.length));
   try {
     checkBytes(secnonce, 'secnonce', 97);
@@ -175,7 +175,7 @@ export function sign(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext):
     const k1p = toInt(kBytes.subarray(0, 32));
     const k2p = toInt(kBytes.subarray(32, 64));
     const sv = sessionValues(ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
-    return signCore(k1p, k2p, secnonce.slice(64, 97), sk, sv);
+    return signCore(k1p, k2p, copyBytes(secnonce, 64, 97), sk, sv);
   } finally {
     kBytes.fill(0);
   }
@@ -196,7 +196,7 @@ export function deterministicSign(
   checkBytes(msg, 'msg');
   if (rand !== undefined) checkBytes(rand, 'rand', 32);
 
-  const skp = rand === undefined ? sk.slice() : hashAux(rand);
+  const skp = rand === undefined ? copyBytes(sk) : hashAux(rand);
   if (rand !== undefined) for (let i = 0; i < 32; i++) skp[i] = (skp[i] as number) ^ (sk[i] as number);
   let h1: Uint8Array | undefined;
   let h2: Uint8Array | undefined;
