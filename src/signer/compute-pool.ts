@@ -296,6 +296,8 @@ export class ComputePool implements Compute, PublicCompute {
   private readonly perClient = new Map<string, number>();
   /** Permits held by Aggregator work, and the most it may hold. */
   private publicRunning = 0;
+  /** The current lease's worker choice, while one of its calls is being posted. */
+  private affinity: { h?: Handle } | undefined;
   private readonly maxPublic: number;
   private permits: number;
   private nextId = 1;
@@ -364,13 +366,43 @@ export class ComputePool implements Compute, PublicCompute {
       if (this.size === 0) return await fn(inlineCompute);
       await this.acquire(kind, owner);
       try {
-        return await fn(this.onWorker);
+        return await fn(this.leased());
       } finally {
         this.release(kind);
       }
     } finally {
       this.leave(owner);
     }
+  }
+
+  /**
+   * The operations for one lease: every call of the lease goes to the worker its first call
+   * went to, so work that aggregates the key list twice (validation, then signing) finds it in
+   * that worker's cache. `dispatch` reads the lease's choice from `affinity`, set only while a
+   * call posts its request (synchronously).
+   */
+  private leased(): AnyCompute {
+    const sticky: { h?: Handle } = {};
+    const on = this.onWorker;
+    const bind =
+      <A extends unknown[], R>(f: (...args: A) => R) =>
+      (...args: A): R => {
+        this.affinity = sticky;
+        try {
+          return f(...args);
+        } finally {
+          this.affinity = undefined;
+        }
+      };
+    return {
+      nonceGen: bind(on.nonceGen),
+      sign: bind(on.sign),
+      deterministicSign: bind(on.deterministicSign),
+      keyAgg: bind(on.keyAgg),
+      nonceAgg: bind(on.nonceAgg),
+      partialSigVerify: bind(on.partialSigVerify),
+      partialSigAgg: bind(on.partialSigAgg),
+    };
   }
 
   /** Calls waiting for a permit (for tests and diagnostics). */
@@ -671,9 +703,11 @@ export class ComputePool implements Compute, PublicCompute {
       wipe();
       return Promise.reject(shuttingDown());
     }
-    // Least busy first; a ready worker before one still starting.
-    let best: Handle | undefined;
-    for (const h of this.handles) {
+    // The worker this lease used before (its key-aggregation cache is warm for this call);
+    // else the least busy, a ready worker before one still starting.
+    const sticky = this.affinity;
+    let best: Handle | undefined = sticky?.h !== undefined && sticky.h.ready && !sticky.h.exited ? sticky.h : undefined;
+    for (const h of best === undefined ? this.handles : []) {
       if (h.exited) continue;
       if (
         best === undefined ||
@@ -688,6 +722,7 @@ export class ComputePool implements Compute, PublicCompute {
       return Promise.reject(new SignerError('UNAVAILABLE', 'no compute worker is running; nothing was signed'));
     }
     const h = best;
+    if (sticky !== undefined) sticky.h = h;
     const id = this.nextId++;
     req.id = id;
     return new Promise<ArrayBuffer[]>((resolve, reject) => {

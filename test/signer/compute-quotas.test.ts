@@ -89,3 +89,33 @@ describe('compute queue', () => {
     }
   });
 });
+
+describe('one lease, one worker', () => {
+  it('sends every call of a lease to the worker its first call went to (its key cache is warm)', async () => {
+    const threads: string[] = [];
+    const pool = await ComputePool.start(2, {
+      testHooks: { posted: (op, t) => threads.push(`${op}@${t}`), sent: (op, _s, t) => threads.push(`${op}@${t}`) },
+    });
+    try {
+      const me = new LocalSigner();
+      const other = new LocalSigner();
+      const pubkeys = [me.pk, other.pk];
+      for (let i = 0; i < 6; i++) {
+        threads.length = 0;
+        // Another call in flight, so "least busy" alone would pick the other worker next time.
+        const busy = pool.keyAgg([new LocalSigner().pk], []);
+        await pool.lease(async (c) => {
+          await c.keyAgg(pubkeys, []);
+          await busy;
+          return c.deterministicSign(me.sk, other.nonceGen().pubnonce, pubkeys, [], rand(32));
+        });
+        const [, first, second] = threads;
+        expect(first!.split('@')[0]).toBe('keyAgg');
+        expect(second!.split('@')[0]).toBe('deterministicSign');
+        expect(second!.split('@')[1]).toBe(first!.split('@')[1]);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+});
