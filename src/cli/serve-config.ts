@@ -62,6 +62,29 @@ export const SERVE_SETTINGS = {
     description: 'cap on open round-1 sessions (default 10000)',
     default: () => '10000',
   },
+  maxSessionsPerClient: {
+    flag: 'max-sessions-per-client',
+    env: 'MUSIG2_MAX_SESSIONS_PER_CLIENT',
+    description: 'cap on the open round-1 sessions of one client identity (default: a quarter of --max-sessions)',
+  },
+  maxCallsPerClient: {
+    flag: 'max-calls-per-client',
+    env: 'MUSIG2_MAX_CALLS_PER_CLIENT',
+    description: 'calls one client identity may have in flight, and HTTP/2 streams per connection (default 256)',
+    default: () => '256',
+  },
+  maxComputePerClient: {
+    flag: 'max-compute-per-client',
+    env: 'MUSIG2_MAX_COMPUTE_PER_CLIENT',
+    description: 'signing and Aggregator computations one client identity may have queued or running (default 128)',
+    default: () => '128',
+  },
+  maxComputeQueue: {
+    flag: 'max-compute-queue',
+    env: 'MUSIG2_MAX_COMPUTE_QUEUE',
+    description: 'computations waiting for a worker, all clients together; past it RESOURCE_EXHAUSTED at once (default 1024)',
+    default: () => '1024',
+  },
   maxMessageBytes: {
     flag: 'max-message-bytes',
     env: 'MUSIG2_MAX_MESSAGE_BYTES',
@@ -102,6 +125,14 @@ export interface ServeConfig {
   ledger: string;
   sessionTtlMs: number;
   maxSessions: number;
+  /** Open sessions of one client identity. */
+  maxSessionsPerClient: number;
+  /** Calls in flight of one client identity (and HTTP/2 streams per connection). */
+  maxCallsPerClient: number;
+  /** Computations queued or running for one client identity. */
+  maxComputePerClient: number;
+  /** Computations waiting for a worker, all clients together. */
+  maxComputeQueue: number;
   maxMessageBytes: number;
   maxSigners: number;
   metricsListen?: string;
@@ -173,6 +204,11 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     ledger: s.ledger!,
     sessionTtlMs: int('sessionTtlMs'),
     maxSessions: int('maxSessions'),
+    maxSessionsPerClient:
+      s.maxSessionsPerClient === undefined ? Math.max(1, Math.floor(int('maxSessions') / 4)) : int('maxSessionsPerClient'),
+    maxCallsPerClient: int('maxCallsPerClient'),
+    maxComputePerClient: int('maxComputePerClient'),
+    maxComputeQueue: int('maxComputeQueue'),
     maxMessageBytes: int('maxMessageBytes'),
     maxSigners: int('maxSigners'),
     metricsListen: s.metricsListen,

@@ -172,7 +172,11 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     );
     // The signing arithmetic's worker threads (each builds its tables, ~0.2 s, in parallel).
     // Closed after the signer, so nothing is mid-call when the workers go.
-    const compute = await ComputePool.start(config.workers, { logger });
+    const compute = await ComputePool.start(config.workers, {
+      logger,
+      maxPerClient: config.maxComputePerClient,
+      maxQueued: config.maxComputeQueue,
+    });
     closers.push({ name: 'compute pool', close: () => compute.close() });
     logger.info({ workers: compute.size }, `curve arithmetic (signing and Aggregator) on ${compute.size === 0 ? 'the event loop' : `${compute.size} worker thread(s)`}`);
     const keystore = await Keystore.open(config.keystore);
@@ -193,6 +197,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       ledger,
       sessionTtlMs: config.sessionTtlMs,
       maxSessions: config.maxSessions,
+      maxSessionsPerClient: config.maxSessionsPerClient,
       maxMessageBytes: config.maxMessageBytes,
       maxSigners: config.maxSigners,
       logger,
@@ -223,6 +228,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       metrics,
       acl,
       audit,
+      maxCallsPerClient: config.maxCallsPerClient,
     });
   } catch (err) {
     // Also as a JSON line, for log pipelines that read only those (our messages carry no secret).

@@ -181,7 +181,15 @@ export class Keystore {
   /** `n` bytes of the token's C_GenerateRandom hashed with as many from the OS CSPRNG. */
   async random(n: number): Promise<Uint8Array> {
     if (!Number.isInteger(n) || n < 1 || n > MAX_RANDOM_BYTES) throw new RangeError(`random(n): n must be in [1, ${MAX_RANDOM_BYTES}]`);
-    const token = await this.pool.run((ctx) => Buffer.from(this.mod.api.C_GenerateRandom(ctx.session, Buffer.alloc(n))));
+    const token = await this.pool.run((ctx) => {
+      // The buffer the token wrote into is wiped here; mixEntropy wipes the copy.
+      const raw = Buffer.alloc(n);
+      try {
+        return Uint8Array.from(this.mod.api.C_GenerateRandom(ctx.session, raw));
+      } finally {
+        raw.fill(0);
+      }
+    });
     return mixEntropy(token, randomBytes(n), n);
   }
 

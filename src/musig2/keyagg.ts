@@ -6,7 +6,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import {
-  N, checkArray, checkByteList, checkBytes, compareBytes, concat, equalBytes, modN, toHex, toInt,
+  N, checkArray, checkByteList, checkBytes, compareBytes, concat, copyBytes, equalBytes, modN, toHex, toInt,
 } from './encoding.js';
 import { hashKeyAggCoef, hashKeyAggList } from './hash.js';
 import { InvalidContributionError, InvalidInputError } from './errors.js';
@@ -50,7 +50,7 @@ export function individualPubkey(E: Engine, sk: Uint8Array): Uint8Array {
 /** KeySort: the keys in lexicographic order (a new array; inputs are not modified). */
 export function keySort(pubkeys: readonly Uint8Array[]): Uint8Array[] {
   checkByteList(pubkeys, 'pubkeys', 33, 1);
-  return pubkeys.map((pk) => pk.slice()).sort(compareBytes);
+  return pubkeys.map((pk) => copyBytes(pk)).sort(compareBytes);
 }
 
 /** GetSecondKey: the first key different from the first, or 33 zero bytes. */
@@ -63,7 +63,7 @@ function getSecondKey(pubkeys: readonly Uint8Array[]): Uint8Array {
 /** Aggregate a validated key list (uncached). */
 function aggregate(E: Engine, id: string, pubkeys: readonly Uint8Array[]): KeySet {
   const C = E.curve;
-  const copies = pubkeys.map((pk) => pk.slice());
+  const copies = pubkeys.map((pk) => copyBytes(pk));
   const L = hashKeyAggList(...copies);
   const pk2 = getSecondKey(copies);
   const points: Pt[] = [];

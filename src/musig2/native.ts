@@ -14,7 +14,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { CurveBackend, Pt } from './backend.js';
-import { N, bytes32, modN, toInt } from './encoding.js';
+import { N, bytes32, copyBytes, modN, toInt } from './encoding.js';
 import { Musig2Error } from './errors.js';
 
 /** The addon's functions (native/src/addon.c). Points are its 97-byte buffers. */
@@ -115,9 +115,9 @@ export function nativeBackend(addon: Addon): CurveBackend {
       const b = addon.parse(c);
       return b === null ? null : new NativePoint(b);
     },
-    encode: (p) => bytesOf(p).slice(64, 97),
+    encode: (p) => copyBytes(bytesOf(p), 64, 97),
     hasEvenY: (p) => bytesOf(p)[64] === 2,
-    xbytes: (p) => bytesOf(p).slice(65, 97),
+    xbytes: (p) => copyBytes(bytesOf(p), 65, 97),
     negate: (p) => {
       const b = (p as NativePoint).b;
       if (b === null) return INF;

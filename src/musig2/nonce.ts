@@ -2,7 +2,7 @@
  * BIP327 NonceGen and NonceAgg.
  */
 import { randomBytes } from '@noble/hashes/utils.js';
-import { checkByteList, checkBytes, concat, toHex, uintBytes } from './encoding.js';
+import { checkByteList, checkBytes, concat, copyBytes, toHex, uintBytes } from './encoding.js';
 import { hashAux, hashNonce } from './hash.js';
 import { InvalidContributionError, InvalidInputError } from './errors.js';
 import type { Pt } from './backend.js';
@@ -59,7 +59,7 @@ export function nonceGen(E: Engine, input: NonceGenInput): NonceGenOutput {
   const extra = extraIn ?? new Uint8Array(0);
   const secrets: Uint8Array[] = []; // wiped on the way out, whatever happens
   try {
-    const randPrime: Uint8Array = randIn === undefined ? randomBytes(32) : randIn.slice();
+    const randPrime: Uint8Array = randIn === undefined ? randomBytes(32) : copyBytes(randIn);
     secrets.push(randPrime);
     // rand = sk XOR hash_aux(rand') if sk is present, else rand'.
     let rand = randPrime;

@@ -3,7 +3,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import {
-  N, bytes32, checkByteList, checkBytes, concat, equalBytes, modN, toHex, toInt, uintBytes,
+  N, bytes32, checkByteList, checkBytes, concat, copyBytes, equalBytes, modN, toHex, toInt, uintBytes,
 } from './encoding.js';
 import { hashAux, hashChallenge, hashDetNonce, hashNonceCoef } from './hash.js';
 import { InvalidContributionError, InvalidInputError, Musig2Error } from './errors.js';
@@ -162,14 +162,14 @@ function signCore(
  */
 export function sign(E: Engine, secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Uint8Array {
   if (!(secnonce instanceof Uint8Array)) throw new InvalidInputError('secnonce must be 97 bytes', 'secnonce');
-  const kBytes = secnonce.slice(0, 64);
+  const kBytes = copyBytes(secnonce, 0, 64);
   secnonce.fill(0, 0, Math.min(64, secnonce.length));
   try {
     checkBytes(secnonce, 'secnonce', 97);
     checkBytes(sk, 'sk', 32);
     checkSessionContext(ctx);
     const sv = sessionValues(E, ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
-    return signCore(E, kBytes, secnonce.slice(64, 97), sk, sv);
+    return signCore(E, kBytes, copyBytes(secnonce, 64, 97), sk, sv);
   } finally {
     kBytes.fill(0);
   }
@@ -191,7 +191,7 @@ export function deterministicSign(
   if (rand !== undefined) checkBytes(rand, 'rand', 32);
 
   const C = E.curve;
-  const skp = rand === undefined ? sk.slice() : hashAux(rand);
+  const skp = rand === undefined ? copyBytes(sk) : hashAux(rand);
   if (rand !== undefined) for (let i = 0; i < 32; i++) skp[i] = (skp[i] as number) ^ (sk[i] as number);
   let h1: Uint8Array | undefined;
   let h2: Uint8Array | undefined;

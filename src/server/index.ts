@@ -15,6 +15,7 @@ import { formatListenAddress, isLoopbackHost, parseListenAddress } from './liste
 import type { Metrics } from './metrics.js';
 import { unary, withSafeDecoding } from './rpc.js';
 import type { CallContext } from './rpc.js';
+import { CallQuota } from './quotas.js';
 import { signerHandlers } from './signer.js';
 import type { SignerBackend } from './signer.js';
 import { ComputePool, DEFAULT_LIMITS } from '../signer/index.js';
@@ -27,6 +28,7 @@ export { HealthMonitor } from './health.js';
 export { isLoopbackHost, parseListenAddress, formatListenAddress, ListenAddressError } from './listen.js';
 export { InvalidRequestError } from './validate.js';
 export { AccessRules, AclError } from './acl.js';
+export { CallQuota, DEFAULT_MAX_CALLS_PER_CLIENT, quotaIdentity } from './quotas.js';
 export type { ClientIdentity } from './acl.js';
 export type { RequestLimits } from './validate.js';
 
@@ -61,6 +63,8 @@ export interface DaemonServerOptions {
   acl?: AccessRules;
   /** Every Signer decision is recorded here, durably, before its reply leaves. */
   audit?: AuditLog;
+  /** Calls one client may have in flight (and the HTTP/2 streams per connection). Default 256. */
+  maxCallsPerClient?: number;
 }
 
 export class MissingAccessRulesError extends Error {
@@ -77,8 +81,15 @@ export class InsecureListenError extends Error {
   }
 }
 
-/** Room for the repeated fields around the largest allowed message; oversized frames are refused by grpc-js. */
-const FRAME_OVERHEAD_BYTES = 1024 * 1024;
+/**
+ * The largest request the caps allow (PartialSigVerify: a message, and per signer a pubnonce
+ * and a public key; or PartialSigAgg: a psig and a public key), with protobuf framing: each
+ * entry costs its bytes plus 2 to 3 bytes of tag and length, each tweak 40 bytes. Larger
+ * frames are refused by grpc-js before they are decoded.
+ */
+export function maxRequestBytes(limits: RequestLimits): number {
+  return limits.maxMessageBytes + 8 + limits.maxSigners * (66 + 3 + 33 + 3) + limits.maxTweaks * 40 + 4096;
+}
 
 export class DaemonServer {
   private constructor(
@@ -110,8 +121,10 @@ export class DaemonServer {
       : opts.signer;
     const health = new HealthMonitor(healthSource, opts.logger, opts.healthIntervalMs);
     opts.metrics?.wire({ health: () => health.components() });
+    const quota = new CallQuota(opts.maxCallsPerClient);
     const ctx: CallContext = {
       logger: opts.logger,
+      quota,
       metrics: opts.metrics,
       onUnavailable: () => void health.check(),
       ...(opts.acl || audit
@@ -127,7 +140,9 @@ export class DaemonServer {
         : {}),
     };
     const server = new Server({
-      'grpc.max_receive_message_length': limits.maxMessageBytes + FRAME_OVERHEAD_BYTES,
+      'grpc.max_receive_message_length': maxRequestBytes(limits),
+      // One connection may not open more streams than one client may have calls in flight.
+      'grpc.max_concurrent_streams': quota.maxPerClient,
     });
 
     const packageDefinition = loadPackageDefinition();

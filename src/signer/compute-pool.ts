@@ -11,11 +11,20 @@
 // like musig2.sign, `sign` zeroes the secret half of the caller's secnonce before it returns.
 // Outputs come back transferred; the worker keeps no copy of a secret output.
 //
-// Dispatch: `lease` waits in one FIFO queue for a permit (at most `depth` calls per worker
-// outstanding), and each call goes to the least busy worker. Open the key inside the lease, so
-// at most size x depth plaintext keys wait for a worker at any time. The public operations
-// queue for the same permits in the same FIFO: fair, so a flood of PartialSigVerify delays
-// signing calls behind it by its own share but can never starve them (nor they it).
+// Dispatch: a call waits for a permit (at most `depth` calls per worker outstanding), and each
+// call goes to the least busy worker. Open the key inside the lease, so at most size x depth
+// plaintext keys wait for a worker at any time.
+//
+// The queue is bounded and shared fairly (quotas against one client starving the others):
+// - Past `maxQueued` waiting calls, a call is refused at once with RESOURCE_EXHAUSTED.
+// - Each client (the identity of the gRPC call, see caller.ts) may have at most `maxPerClient`
+//   calls waiting or running; past it, RESOURCE_EXHAUSTED at once.
+// - Waiting calls are served round-robin across clients, so a client with a deep queue gets
+//   its turn like any other instead of holding the head of one FIFO.
+// - Signing (lease: NonceGen, Sign, DeterministicSign) goes before Aggregator work (the public
+//   operations), and Aggregator work holds at most size x (depth - 1) permits (at least one),
+//   leaving a permit per worker to signing. So a signing call never waits behind queued
+//   Aggregator work: at most behind one Aggregator operation already running on its worker.
 //
 // A worker that dies fails its in-flight calls with a SignerError (INTERNAL: a bug or a
 // resource failure, never "retry") and is replaced. Musig2 errors come back as the same
@@ -38,6 +47,7 @@ import type {
   ComputeTestOp,
   ComputeWorkerData,
 } from './compute-protocol.js';
+import { currentCaller } from './caller.js';
 import { SignerError } from './errors.js';
 
 export type { ComputeOp, ComputePublicOp } from './compute-protocol.js';
@@ -77,7 +87,7 @@ export interface PublicCompute {
 }
 
 /** Both kinds of operation, as a worker or this thread runs them (the permit already held). */
-type AnyCompute = Compute & PublicCompute;
+export type AnyCompute = Compute & PublicCompute;
 
 /** Test hooks. Setting any also starts the workers in test mode (test ops, wiped buffers sent back). */
 export interface ComputeTestHooks {
@@ -94,6 +104,10 @@ export interface ComputeTestHooks {
 export interface ComputePoolOptions {
   /** Calls outstanding per worker at once (the rest queue here). Default 2. */
   depth?: number;
+  /** Most calls waiting for a permit; past it RESOURCE_EXHAUSTED at once. Default 1024. */
+  maxQueued?: number;
+  /** Most calls one client may have waiting or running; past it RESOURCE_EXHAUSTED at once. Default 128. */
+  maxPerClient?: number;
   /** Worker deaths and respawns are logged here. */
   logger?: Logger;
   /** Tests only. */
@@ -101,6 +115,52 @@ export interface ComputePoolOptions {
 }
 
 export const DEFAULT_DEPTH = 2;
+export const DEFAULT_MAX_COMPUTE_QUEUE = 1024;
+export const DEFAULT_MAX_COMPUTE_PER_CLIENT = 128;
+
+type WorkClass = 'sign' | 'public';
+
+interface Waiter {
+  owner: string | undefined;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+/** Waiters served round-robin across owners (FIFO within one owner). */
+class FairQueue {
+  private readonly byOwner = new Map<string | undefined, Waiter[]>();
+  private size = 0;
+
+  get length(): number {
+    return this.size;
+  }
+
+  push(w: Waiter): void {
+    const q = this.byOwner.get(w.owner);
+    if (q) q.push(w);
+    else this.byOwner.set(w.owner, [w]);
+    this.size++;
+  }
+
+  /** The head of the first owner in turn; that owner then goes to the back of the turn. */
+  shift(): Waiter | undefined {
+    for (const [owner, q] of this.byOwner) {
+      const w = q.shift()!;
+      this.byOwner.delete(owner);
+      if (q.length > 0) this.byOwner.set(owner, q); // Map order: re-inserted owners go last
+      this.size--;
+      return w;
+    }
+    return undefined;
+  }
+
+  drain(): Waiter[] {
+    const all = [...this.byOwner.values()].flat();
+    this.byOwner.clear();
+    this.size = 0;
+    return all;
+  }
+}
 export const MAX_WORKERS = 256;
 
 /** The default pool size: the cores this process may use. */
@@ -218,7 +278,17 @@ export class ComputePool implements Compute, PublicCompute {
   private readonly log: Logger | undefined;
   private readonly hooks: ComputeTestHooks | undefined;
   private readonly handles: Handle[] = [];
-  private readonly waiting: { resolve(): void; reject(err: Error): void }[] = [];
+  private readonly waitingSign = new FairQueue();
+  private readonly waitingPublic = new FairQueue();
+  private readonly maxQueued: number;
+  private readonly maxPerClient: number;
+  /** Calls waiting or running, per client. */
+  private readonly perClient = new Map<string, number>();
+  /** Permits held by Aggregator work, and the most it may hold. */
+  private publicRunning = 0;
+  /** The current lease's worker choice, while one of its calls is being posted. */
+  private affinity: { h?: Handle } | undefined;
+  private readonly maxPublic: number;
   private permits: number;
   private nextId = 1;
   private closed = false;
@@ -234,6 +304,11 @@ export class ComputePool implements Compute, PublicCompute {
     if (!Number.isInteger(depth) || depth < 1) throw new RangeError('compute pool depth must be a positive integer');
     this.size = size;
     this.depth = depth;
+    this.maxQueued = opts.maxQueued ?? DEFAULT_MAX_COMPUTE_QUEUE;
+    this.maxPerClient = opts.maxPerClient ?? DEFAULT_MAX_COMPUTE_PER_CLIENT;
+    if (!Number.isInteger(this.maxQueued) || this.maxQueued < 0) throw new RangeError('maxQueued must be a non-negative integer');
+    if (!Number.isInteger(this.maxPerClient) || this.maxPerClient < 1) throw new RangeError('maxPerClient must be a positive integer');
+    this.maxPublic = Math.max(1, size * (depth - 1));
     this.log = opts.logger?.child({ component: 'compute' });
     this.hooks = opts.testHooks;
     this.permits = size * depth;
@@ -268,20 +343,61 @@ export class ComputePool implements Compute, PublicCompute {
    * Runs `fn` with a permit: waits (FIFO) until a worker has room, so anything opened inside
    * `fn` (a decrypted key) is not held while the call queues. Inline pools run `fn` at once.
    */
-  lease<T>(fn: (compute: Compute) => Promise<T>): Promise<T> {
-    return this.withPermit(fn);
+  lease<T>(fn: (compute: AnyCompute) => Promise<T>): Promise<T> {
+    return this.withPermit(fn, 'sign');
   }
 
-  /** `lease` for any operation, public ones included. */
-  private async withPermit<T>(fn: (compute: AnyCompute) => Promise<T>): Promise<T> {
+  /** `lease` for any operation: signing first, then Aggregator (public) work. */
+  private async withPermit<T>(fn: (compute: AnyCompute) => Promise<T>, kind: WorkClass = 'public'): Promise<T> {
     if (this.closed) throw shuttingDown();
-    if (this.size === 0) return fn(inlineCompute);
-    await this.acquire();
+    const owner = currentCaller();
+    this.admit(owner);
     try {
-      return await fn(this.onWorker);
+      if (this.size === 0) return await fn(inlineCompute);
+      await this.acquire(kind, owner);
+      try {
+        return await fn(this.leased());
+      } finally {
+        this.release(kind);
+      }
     } finally {
-      this.release();
+      this.leave(owner);
     }
+  }
+
+  /**
+   * The operations for one lease: every call of the lease goes to the worker its first call
+   * went to, so work that aggregates the key list twice (validation, then signing) finds it in
+   * that worker's cache. `dispatch` reads the lease's choice from `affinity`, set only while a
+   * call posts its request (synchronously).
+   */
+  private leased(): AnyCompute {
+    const sticky: { h?: Handle } = {};
+    const on = this.onWorker;
+    const bind =
+      <A extends unknown[], R>(f: (...args: A) => R) =>
+      (...args: A): R => {
+        this.affinity = sticky;
+        try {
+          return f(...args);
+        } finally {
+          this.affinity = undefined;
+        }
+      };
+    return {
+      nonceGen: bind(on.nonceGen),
+      sign: bind(on.sign),
+      deterministicSign: bind(on.deterministicSign),
+      keyAgg: bind(on.keyAgg),
+      nonceAgg: bind(on.nonceAgg),
+      partialSigVerify: bind(on.partialSigVerify),
+      partialSigAgg: bind(on.partialSigAgg),
+    };
+  }
+
+  /** Calls waiting for a permit (for tests and diagnostics). */
+  queued(): number {
+    return this.waitingSign.length + this.waitingPublic.length;
   }
 
   /** In-flight calls per worker (for tests and diagnostics). */
@@ -443,25 +559,69 @@ export class ComputePool implements Compute, PublicCompute {
     this.closed = true;
     for (const t of this.respawnTimers) clearTimeout(t);
     this.respawnTimers.clear();
-    for (const w of this.waiting.splice(0)) w.reject(shuttingDown());
+    for (const w of [...this.waitingSign.drain(), ...this.waitingPublic.drain()]) w.reject(shuttingDown());
     await Promise.all(this.handles.map((h) => h.worker.terminate()));
   }
 
   // ---- permits ------------------------------------------------------------------------------
 
-  private acquire(): Promise<void> {
-    if (this.closed) return Promise.reject(shuttingDown());
-    if (this.permits > 0) {
-      this.permits--;
-      return Promise.resolve();
+  /** Counts a call against its client's quota, or refuses it at once. */
+  private admit(owner: string | undefined): void {
+    if (owner === undefined) return;
+    const n = this.perClient.get(owner) ?? 0;
+    if (n >= this.maxPerClient) {
+      throw new SignerError(
+        'RESOURCE_EXHAUSTED',
+        `client '${owner}' already has ${n} signing or Aggregator computations queued or running (cap ${this.maxPerClient} per client); retry when some finish`,
+      );
     }
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    this.perClient.set(owner, n + 1);
   }
 
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next !== undefined) next.resolve();
-    else this.permits++;
+  private leave(owner: string | undefined): void {
+    if (owner === undefined) return;
+    const n = (this.perClient.get(owner) ?? 1) - 1;
+    if (n <= 0) this.perClient.delete(owner);
+    else this.perClient.set(owner, n);
+  }
+
+  private acquire(kind: WorkClass, owner: string | undefined): Promise<void> {
+    if (this.closed) return Promise.reject(shuttingDown());
+    const queue = kind === 'sign' ? this.waitingSign : this.waitingPublic;
+    if (queue.length === 0 && this.permits > 0 && (kind === 'sign' || this.publicRunning < this.maxPublic)) {
+      this.take(kind);
+      return Promise.resolve();
+    }
+    if (this.queued() >= this.maxQueued) {
+      return Promise.reject(
+        new SignerError('RESOURCE_EXHAUSTED', `the compute queue is full (${this.maxQueued} calls waiting); retry shortly`),
+      );
+    }
+    return new Promise((resolve, reject) => queue.push({ owner, resolve, reject }));
+  }
+
+  private take(kind: WorkClass): void {
+    this.permits--;
+    if (kind === 'public') this.publicRunning++;
+  }
+
+  private release(kind: WorkClass): void {
+    this.permits++;
+    if (kind === 'public') this.publicRunning--;
+    // Hand free permits on: signing first, then Aggregator work within its share.
+    while (this.permits > 0) {
+      let next: Waiter | undefined;
+      if (this.waitingSign.length > 0) {
+        next = this.waitingSign.shift();
+        this.take('sign');
+      } else if (this.waitingPublic.length > 0 && this.publicRunning < this.maxPublic) {
+        next = this.waitingPublic.shift();
+        this.take('public');
+      } else {
+        break;
+      }
+      next!.resolve();
+    }
   }
 
   // ---- workers ------------------------------------------------------------------------------
@@ -475,9 +635,11 @@ export class ComputePool implements Compute, PublicCompute {
       wipe();
       return Promise.reject(shuttingDown());
     }
-    // Least busy first; a ready worker before one still starting.
-    let best: Handle | undefined;
-    for (const h of this.handles) {
+    // The worker this lease used before (its key-aggregation cache is warm for this call);
+    // else the least busy, a ready worker before one still starting.
+    const sticky = this.affinity;
+    let best: Handle | undefined = sticky?.h !== undefined && sticky.h.ready && !sticky.h.exited ? sticky.h : undefined;
+    for (const h of best === undefined ? this.handles : []) {
       if (h.exited) continue;
       if (
         best === undefined ||
@@ -492,6 +654,7 @@ export class ComputePool implements Compute, PublicCompute {
       return Promise.reject(new SignerError('UNAVAILABLE', 'no compute worker is running; nothing was signed'));
     }
     const h = best;
+    if (sticky !== undefined) sticky.h = h;
     const id = this.nextId++;
     req.id = id;
     return new Promise<ArrayBuffer[]>((resolve, reject) => {
@@ -530,7 +693,8 @@ export class ComputePool implements Compute, PublicCompute {
         test: this.hooks !== undefined,
         failStart: this.hooks?.failStart === true,
       };
-      worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false });
+      // env {}: the worker gets no copy of the environment (and so of anything secret in it).
+      worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false, env: {} });
     } catch (err) {
       // No thread, so no 'exit' to trigger a replacement: the caller decides (start fails; a
       // respawn tries again later).

@@ -11,7 +11,8 @@
 // - each audit log's keyed chain verifies (with the token, through `audit verify`, when the
 //   caller passes the token's environment; its links and shape otherwise); no two successful Sign decisions for one session
 //   carry different context digests; every successful Sign/DeterministicSign decision matches
-//   a used ledger row (by session and digest, or by digest on the deterministic path).
+//   a used ledger row (by session and digest, or by digest on the deterministic path, where
+//   both hold the digest of the released pubnonce and psig).
 import { readFile } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import pg from 'pg';
