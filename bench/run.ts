@@ -20,6 +20,7 @@ const SECTIONS: readonly Section[] = [
   { name: 'ledger', file: 'ledger', entry: 'benchLedger' },
   { name: 'daemon', file: 'daemon', entry: 'benchDaemon' },
   { name: 'memory', file: 'memory', entry: 'benchMemory' },
+  { name: 'psbt', file: 'psbt', entry: 'benchPsbt' },
   { name: 'policy', file: 'policy', entry: 'benchPolicy' },
 ];
 

@@ -8,6 +8,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'verify FILE [--ledger URL]: check the keyed chain of an audit log (in the token) and its ledger anchor; name the first bad line',
     load: async () => (await import('./audit.js')).runAudit,
   },
+  descriptor: {
+    summary: 'address --descriptor D --index I [--change]: the address a musig() descriptor derives',
+    load: async () => (await import('./descriptor.js')).runDescriptor,
+  },
   demo: {
     summary: 'run a local 3-signer MuSig2 session in process and verify it',
     load: async () => (await import('./demo.js')).runDemo,
@@ -23,6 +27,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   policy: {
     summary: 'hash FILE: check a signing-policy file and print its policy hash',
     load: async () => (await import('./policy.js')).runPolicy,
+  },
+  psbt: {
+    summary: 'update (BIP373 fields from a descriptor) or sign (a whole session over a PSBT) a transaction',
+    load: async () => (await import('./psbt.js')).runPsbt,
   },
   serve: {
     summary: 'run the signer daemon (gRPC Signer and Aggregator, health, reflection)',

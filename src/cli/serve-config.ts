@@ -6,6 +6,7 @@ import type { KeystoreOptions } from '../keystore/index.js';
 import { BACKEND_CHOICES } from '../musig2/index.js';
 import type { BackendChoice } from '../musig2/index.js';
 import { MAX_WORKERS, defaultPoolSize } from '../signer/compute-pool.js';
+import { DEFAULT_PSBT_LIMITS } from '../psbt/index.js';
 import { keystoreOptions, PKCS11_SETTINGS, resolveSettings, settingOptions, settingsHelp } from './config.js';
 import type { Setting } from './config.js';
 import { CliError } from './errors.js';
@@ -97,6 +98,18 @@ export const SERVE_SETTINGS = {
     description: 'most public keys in one request (default 100)',
     default: () => '100',
   },
+  maxPsbtBytes: {
+    flag: 'max-psbt-bytes',
+    env: 'MUSIG2_MAX_PSBT_BYTES',
+    description: `largest PSBT accepted, in bytes (default ${DEFAULT_PSBT_LIMITS.maxPsbtBytes})`,
+    default: () => String(DEFAULT_PSBT_LIMITS.maxPsbtBytes),
+  },
+  maxPsbtInputs: {
+    flag: 'max-psbt-inputs',
+    env: 'MUSIG2_MAX_PSBT_INPUTS',
+    description: `most inputs in one PSBT (default ${DEFAULT_PSBT_LIMITS.maxInputs})`,
+    default: () => String(DEFAULT_PSBT_LIMITS.maxInputs),
+  },
   shutdownGraceMs: {
     flag: 'shutdown-grace-ms',
     env: 'MUSIG2_SHUTDOWN_GRACE_MS',
@@ -135,6 +148,10 @@ export interface ServeConfig {
   maxComputeQueue: number;
   maxMessageBytes: number;
   maxSigners: number;
+  /** Largest PSBT accepted, in bytes. */
+  maxPsbtBytes: number;
+  /** Most inputs in one PSBT. */
+  maxPsbtInputs: number;
   metricsListen?: string;
   /** The access-rule file; without it every caller may do everything (loopback only, or --insecure). */
   acl?: string;
@@ -211,6 +228,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     maxComputeQueue: int('maxComputeQueue'),
     maxMessageBytes: int('maxMessageBytes'),
     maxSigners: int('maxSigners'),
+    maxPsbtBytes: int('maxPsbtBytes'),
+    maxPsbtInputs: int('maxPsbtInputs'),
     metricsListen: s.metricsListen,
     acl: s.acl,
     auditLog: s.auditLog,

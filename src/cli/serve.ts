@@ -23,6 +23,7 @@ import {
 } from '../server/index.js';
 import type { TlsMaterial } from '../server/index.js';
 import { ComputePool, SignerService } from '../signer/index.js';
+import { PsbtSignerService } from '../signer/psbt-service.js';
 import { CliError, wantsHelp } from './errors.js';
 import { parseServeArgs, serveUsage } from './serve-config.js';
 import type { ServeConfig } from './serve-config.js';
@@ -156,6 +157,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
 
   let server: DaemonServer;
   let signer: SignerService;
+  let psbt: PsbtSignerService;
   try {
     // The curve backend, before the workers start: they run the one chosen here.
     let chosen: ReturnType<typeof selectBackend>;
@@ -187,7 +189,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     // Reads everything lazily at scrape time: the signer's counters, the token's errors and
     // reconnects; DaemonServer wires in health.
     const metrics = new Metrics({
-      openSessions: () => signer.openSessions(),
+      openSessions: () => signer.openSessions() + psbt.openSessions(),
       signerCounters: () => signer.counters,
       keystoreStats: () => keystore.stats,
       curveBackend: () => chosen.backend,
@@ -204,6 +206,18 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       compute,
     });
     closers.push({ name: 'signer', close: () => signer.close() });
+    // Transactions: the same keystore, ledger, pool and counters (so metrics and alarms cover both).
+    psbt = new PsbtSignerService({
+      keystore,
+      ledger,
+      limits: { maxPsbtBytes: config.maxPsbtBytes, maxInputs: config.maxPsbtInputs },
+      sessionTtlMs: config.sessionTtlMs,
+      maxOpenNonces: config.maxSessions,
+      counters: signer.counters,
+      logger,
+      compute,
+    });
+    closers.push({ name: 'PSBT signer', close: () => psbt.close() });
 
     let audit: AuditLog | undefined;
     if (config.auditLog) {
@@ -229,6 +243,8 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       acl,
       audit,
       maxCallsPerClient: config.maxCallsPerClient,
+      psbt,
+      psbtLimits: { maxPsbtBytes: config.maxPsbtBytes, maxInputs: config.maxPsbtInputs },
     });
   } catch (err) {
     // Also as a JSON line, for log pipelines that read only those (our messages carry no secret).
@@ -245,7 +261,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     async stop() {
       const { forced } = await server.shutdown(config.shutdownGraceMs);
       // SignerService.close() wipes every secret nonce still held; the keystore and ledger follow.
-      const sessionsWiped = signer.openSessions();
+      const sessionsWiped = signer.openSessions() + psbt.openSessions();
       await closeAll();
       logger.info({ forced, sessionsWiped }, 'stopped');
       return { forced, sessionsWiped };

@@ -43,7 +43,7 @@ export function parseTweak(spec: string): Tweak {
   return { tweak: Uint8Array.from(Buffer.from(hex, 'hex')), xonly: kind === 'xonly' };
 }
 
-function channelCredentials(values: { 'tls-ca'?: string; 'tls-cert'?: string; 'tls-key'?: string }): ChannelCredentials | undefined {
+export function channelCredentials(values: { 'tls-ca'?: string; 'tls-cert'?: string; 'tls-key'?: string }): ChannelCredentials | undefined {
   const { 'tls-ca': ca, 'tls-cert': cert, 'tls-key': key } = values;
   if (!ca && !cert && !key) return undefined;
   if ((cert === undefined) !== (key === undefined)) throw new CliError('mTLS needs both --tls-cert and --tls-key', 2);

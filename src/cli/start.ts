@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { initSoftHsmToken, Keystore } from '../keystore/index.js';
 import { describeLedger } from '../ledger/index.js';
 import { daemonLogger, nextSignal, startDaemon } from './serve.js';
+import { demoPsbt } from './demo-psbt.js';
+import { PROJECT_DATA_DIR } from './serve-config.js';
 import { parseServeArgs, serveUsage } from './serve-config.js';
 import { wantsHelp } from './errors.js';
 
@@ -24,8 +26,8 @@ function pinFile(name: string): { path: string; pin: string } {
   return { path, pin: readFileSync(path, 'utf8').trim() };
 }
 
-/** The demo token with its three keys; returns the environment that points at it. */
-async function ensureDemoToken(): Promise<NodeJS.ProcessEnv> {
+/** The demo token with its three keys; returns the environment that points at it and the keys' public keys. */
+async function ensureDemoToken(): Promise<{ env: NodeJS.ProcessEnv; pubkeys: Uint8Array[] }> {
   mkdirSync(TOKEN_DIR, { recursive: true, mode: 0o700 });
   const so = pinFile('so-pin');
   const user = pinFile('user-pin');
@@ -33,6 +35,7 @@ async function ensureDemoToken(): Promise<NodeJS.ProcessEnv> {
   // SoftHSM reads its configuration when the module is first loaded in this process.
   process.env.SOFTHSM2_CONF = conf;
   const keystore = await Keystore.open({ modulePath, tokenLabel: TOKEN_LABEL, pinFile: user.path });
+  let pubkeys: Uint8Array[];
   try {
     const have = new Set((await keystore.listKeys()).map((k) => k.label));
     for (const label of DEMO_KEYS) {
@@ -40,10 +43,11 @@ async function ensureDemoToken(): Promise<NodeJS.ProcessEnv> {
       await keystore.createKey(label);
       console.error(`created demo key ${label}`);
     }
+    pubkeys = await Promise.all(DEMO_KEYS.map(async (label) => Uint8Array.from((await keystore.getKey(label)).publicKey)));
   } finally {
     await keystore.close();
   }
-  return {
+  const env = {
     ...process.env,
     SOFTHSM2_CONF: conf,
     MUSIG2_PKCS11_MODULE: modulePath,
@@ -51,6 +55,7 @@ async function ensureDemoToken(): Promise<NodeJS.ProcessEnv> {
     MUSIG2_PKCS11_PIN: '',
     MUSIG2_PKCS11_PIN_FILE: user.path,
   };
+  return { env, pubkeys };
 }
 
 export async function runStart(argv: string[]): Promise<number> {
@@ -58,15 +63,22 @@ export async function runStart(argv: string[]): Promise<number> {
     console.log('usage: musig2-signer start [serve options]\n\nA demo daemon on a project-local SoftHSM2 token with keys demo-1..3.\n\n' + serveUsage());
     return 0;
   }
-  const env = await ensureDemoToken();
+  const { env, pubkeys } = await ensureDemoToken();
   const config = parseServeArgs(argv, env);
   const logger = daemonLogger(config.logLevel);
   const signal = nextSignal();
+  // A transaction for the demo keys, spending a made-up output of their musig() descriptor;
+  // written before the daemon starts, so a failure here leaves nothing running.
+  const demo = demoPsbt(pubkeys);
+  const psbtPath = join(PROJECT_DATA_DIR, 'demo.psbt');
+  mkdirSync(PROJECT_DATA_DIR, { recursive: true });
+  writeFileSync(psbtPath, `${Buffer.from(demo.psbt).toString('base64')}\n`);
   const daemon = await startDaemon(config, logger);
 
   const message = Buffer.from('musig2-signer demo message').toString('hex');
   const signers = DEMO_KEYS.map((k) => `--signer ${daemon.address}/${k}`).join(' ');
   const rel = (p: string) => relative(process.cwd(), p) || '.';
+  const bin = rel(join(ROOT, 'bin', 'musig2-signer.js'));
   console.log(
     [
       '',
@@ -75,7 +87,17 @@ export async function runStart(argv: string[]): Promise<number> {
       '',
       'Sign a message with all three keys (the last one signs deterministically):',
       '',
-      `  node ${rel(join(ROOT, 'bin', 'musig2-signer.js'))} sign ${signers} --message ${message}`,
+      `  node ${bin} sign ${signers} --message ${message}`,
+      '',
+      `Sign a transaction: ${rel(psbtPath)} is a PSBT spending a made-up output of the demo keys' wallet`,
+      `${demo.descriptor}`,
+      '(prints the txid and the raw transaction, every signature verified):',
+      '',
+      `  node ${bin} psbt sign ${signers} --psbt ${rel(psbtPath)}`,
+      '',
+      "The wallet's receive address:",
+      '',
+      `  node ${bin} descriptor address --descriptor '${demo.descriptor}'`,
       '',
       'List the demo keys:',
       '',

@@ -189,10 +189,56 @@ export class SignerClient extends BaseClient {
     return { pubnonce: toBytes(res.pubnonce), partialSig: toBytes(res.partialSig) };
   }
 
+  /** Round 1 on a PSBT: this key's 0x1b per input it takes part in, in a minimal PSBT. */
+  async psbtNonceGen(p: { keyId: string; psbt: Uint8Array }): Promise<PsbtNonceGenResult> {
+    const res = await this.call<pb.PsbtNonceGenResponse>('psbtNonceGen', { keyId: p.keyId, psbt: toBuffer(p.psbt) } satisfies pb.PsbtNonceGenRequest);
+    return { sessionId: toBytes(res.sessionId), psbt: toBytes(res.psbt), expiresAtUnixMs: Number(res.expiresAtUnixMs), inputs: res.inputs };
+  }
+
+  /** Round 2 on a PSBT carrying every participant's 0x1b: this key's 0x1c per input. */
+  async psbtSign(p: { sessionId: Uint8Array; psbt: Uint8Array }, options?: CallOptions): Promise<PsbtSignResult> {
+    const res = await this.call<pb.PsbtSignResponse>('psbtSign', { sessionId: toBuffer(p.sessionId), psbt: toBuffer(p.psbt) } satisfies pb.PsbtSignRequest, options);
+    return { psbt: toBytes(res.psbt), inputs: res.inputs };
+  }
+
+  /** The final signer on a PSBT carrying every other participant's 0x1b: its own 0x1b and 0x1c. */
+  async psbtDeterministicSign(p: { keyId: string; psbt: Uint8Array }): Promise<PsbtSignResult> {
+    const res = await this.call<pb.PsbtDeterministicSignResponse>('psbtDeterministicSign', {
+      keyId: p.keyId,
+      psbt: toBuffer(p.psbt),
+    } satisfies pb.PsbtDeterministicSignRequest);
+    return { psbt: toBytes(res.psbt), inputs: res.inputs };
+  }
+
   /** Sends an arbitrary request object as-is (for testing the daemon's input handling). */
-  raw<Res = unknown>(method: 'listKeys' | 'nonceGen' | 'sign' | 'deterministicSign', request: unknown): Promise<Res> {
+  raw<Res = unknown>(
+    method: 'listKeys' | 'nonceGen' | 'sign' | 'deterministicSign' | 'psbtNonceGen' | 'psbtSign' | 'psbtDeterministicSign',
+    request: unknown,
+  ): Promise<Res> {
     return this.call<Res>(method, request);
   }
+}
+
+export interface PsbtNonceGenResult {
+  sessionId: Uint8Array;
+  /** Minimal PSBT with this key's public nonces. */
+  psbt: Uint8Array;
+  expiresAtUnixMs: number;
+  /** Inputs the key takes part in. */
+  inputs: number[];
+}
+
+export interface PsbtSignResult {
+  /** Minimal PSBT with what the signer added. */
+  psbt: Uint8Array;
+  inputs: number[];
+}
+
+export interface PsbtFinalizeResult {
+  psbt: Uint8Array;
+  /** The signed transaction, or undefined while some input is not final. */
+  rawTx: Uint8Array | undefined;
+  finalized: number[];
 }
 
 export interface KeyAggResult {
@@ -258,9 +304,21 @@ export class AggregatorClient extends BaseClient {
     return toBytes(res.signature);
   }
 
+  /** BIP174 Combiner over PSBTs of one transaction. */
+  async psbtCombine(psbts: readonly Uint8Array[]): Promise<Uint8Array> {
+    const res = await this.call<pb.PsbtCombineResponse>('psbtCombine', { psbts: psbts.map(toBuffer) } satisfies pb.PsbtCombineRequest);
+    return toBytes(res.psbt);
+  }
+
+  /** Verify and aggregate the partial signatures of every complete MuSig2 input; finalize. */
+  async psbtFinalize(psbt: Uint8Array): Promise<PsbtFinalizeResult> {
+    const res = await this.call<pb.PsbtFinalizeResponse>('psbtFinalize', { psbt: toBuffer(psbt) } satisfies pb.PsbtFinalizeRequest);
+    return { psbt: toBytes(res.psbt), rawTx: res.rawTx.length > 0 ? toBytes(res.rawTx) : undefined, finalized: res.finalized };
+  }
+
   /** Sends an arbitrary request object as-is (for testing the daemon's input handling). */
   raw<Res = unknown>(
-    method: 'keySort' | 'keyAgg' | 'nonceAgg' | 'partialSigVerify' | 'partialSigAgg',
+    method: 'keySort' | 'keyAgg' | 'nonceAgg' | 'partialSigVerify' | 'partialSigAgg' | 'psbtCombine' | 'psbtFinalize',
     request: unknown,
   ): Promise<Res> {
     return this.call<Res>(method, request);

@@ -10,6 +10,9 @@ export type {
   KeyInfo,
   NonceGenParams,
   NonceGenResult,
+  PsbtFinalizeResult,
+  PsbtNonceGenResult,
+  PsbtSignResult,
   SignParams,
   SignResult,
   Tweak,
@@ -18,4 +21,6 @@ export { ClientError, CulpritError, SessionError } from './errors.js';
 export type { Contribution } from './errors.js';
 export { runSession } from './session.js';
 export type { RunSessionOptions, SessionEvent, SessionResult, SessionSigner } from './session.js';
+export { runPsbtSession } from './psbt-session.js';
+export type { PsbtParticipant, PsbtSessionEvent, PsbtSessionResult, PsbtSessionSigner, RunPsbtSessionOptions } from './psbt-session.js';
 export type { ErrorInfo } from '../protocol/rich-status.js';

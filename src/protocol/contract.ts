@@ -140,3 +140,53 @@ export interface PartialSigAggRequest {
 export interface PartialSigAggResponse {
   signature: Buffer;
 }
+
+export interface PsbtNonceGenRequest {
+  keyId: string;
+  psbt: Buffer;
+}
+
+export interface PsbtNonceGenResponse {
+  sessionId: Buffer;
+  psbt: Buffer;
+  expiresAtUnixMs: number;
+  inputs: number[];
+}
+
+export interface PsbtSignRequest {
+  sessionId: Buffer;
+  psbt: Buffer;
+}
+
+export interface PsbtSignResponse {
+  psbt: Buffer;
+  inputs: number[];
+}
+
+export interface PsbtDeterministicSignRequest {
+  keyId: string;
+  psbt: Buffer;
+}
+
+export interface PsbtDeterministicSignResponse {
+  psbt: Buffer;
+  inputs: number[];
+}
+
+export interface PsbtCombineRequest {
+  psbts: Buffer[];
+}
+
+export interface PsbtCombineResponse {
+  psbt: Buffer;
+}
+
+export interface PsbtFinalizeRequest {
+  psbt: Buffer;
+}
+
+export interface PsbtFinalizeResponse {
+  psbt: Buffer;
+  rawTx: Buffer;
+  finalized: number[];
+}

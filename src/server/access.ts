@@ -65,7 +65,8 @@ function digestOr(f: () => Uint8Array): string | null {
 }
 
 function describe(rpc: string, req: Record<string, unknown>, keyId: string | null): Subject {
-  const message = isBytes(req.message) ? sha256Hex(req.message) : null;
+  // For the PSBT RPCs the digest is of the PSBT as sent.
+  const message = isBytes(req.message) ? sha256Hex(req.message) : isBytes(req.psbt) ? sha256Hex(req.psbt) : null;
   const pubkeys = bytesList(req.pubkeys);
   const tweaks = tweakList(req.tweaks);
   let context: string | null = null;
@@ -79,7 +80,7 @@ function describe(rpc: string, req: Record<string, unknown>, keyId: string | nul
       );
     }
   }
-  return { keyId, sessionId: rpc === 'Sign' ? hexOf(req.sessionId) : null, message, context };
+  return { keyId, sessionId: rpc === 'Sign' || rpc === 'PsbtSign' ? hexOf(req.sessionId) : null, message, context };
 }
 
 export function accessControl(opts: AccessControlOptions): CallWrapper {
@@ -142,7 +143,7 @@ export function accessControl(opts: AccessControlOptions): CallWrapper {
         const d = rules.allowsRpc(who, rpc);
         if (!d.allowed) await deny(who, peer, rpc, subject, d.reason);
       }
-      if (rpc === 'Sign' && opts.sessionKeyId && isBytes(req.sessionId)) {
+      if ((rpc === 'Sign' || rpc === 'PsbtSign') && opts.sessionKeyId && isBytes(req.sessionId)) {
         keyId = await opts.sessionKeyId(req.sessionId);
         subject = describe(rpc, req, keyId);
       }
@@ -165,7 +166,7 @@ export function accessControl(opts: AccessControlOptions): CallWrapper {
       throw err;
     }
     const out = res as Record<string, unknown>;
-    if (rpc === 'NonceGen') subject = { ...subject, sessionId: hexOf(out.sessionId) };
+    if (rpc === 'NonceGen' || rpc === 'PsbtNonceGen') subject = { ...subject, sessionId: hexOf(out.sessionId) };
     // What the ledger row holds for a DeterministicSign: the digest of what was released.
     if (rpc === 'DeterministicSign' && isBytes(out.pubnonce) && isBytes(out.partialSig)) {
       subject = { ...subject, context: Buffer.from(deterministicDigest(out.pubnonce, out.partialSig)).toString('hex') };

@@ -18,10 +18,10 @@ import { readFile } from 'node:fs/promises';
 import type { PeerCertificate } from 'node:tls';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 
-export const SIGNER_RPCS = ['ListKeys', 'NonceGen', 'Sign', 'DeterministicSign'] as const;
-export const AGGREGATOR_RPCS = ['KeySort', 'KeyAgg', 'NonceAgg', 'PartialSigVerify', 'PartialSigAgg'] as const;
+export const SIGNER_RPCS = ['ListKeys', 'NonceGen', 'Sign', 'DeterministicSign', 'PsbtNonceGen', 'PsbtSign', 'PsbtDeterministicSign'] as const;
+export const AGGREGATOR_RPCS = ['KeySort', 'KeyAgg', 'NonceAgg', 'PartialSigVerify', 'PartialSigAgg', 'PsbtCombine', 'PsbtFinalize'] as const;
 const ALL_RPCS: ReadonlySet<string> = new Set<string>([...SIGNER_RPCS, ...AGGREGATOR_RPCS]);
-const KEYED_RPCS: ReadonlySet<string> = new Set(['NonceGen', 'Sign', 'DeterministicSign', 'ListKeys']);
+const KEYED_RPCS: ReadonlySet<string> = new Set(['NonceGen', 'Sign', 'DeterministicSign', 'ListKeys', 'PsbtNonceGen', 'PsbtSign', 'PsbtDeterministicSign']);
 
 export class AclError extends Error {
   constructor(message: string) {

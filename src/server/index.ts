@@ -18,6 +18,10 @@ import type { CallContext } from './rpc.js';
 import { CallQuota } from './quotas.js';
 import { signerHandlers } from './signer.js';
 import type { SignerBackend } from './signer.js';
+import { psbtAggregatorHandlers, psbtSignerHandlers } from './psbt.js';
+import type { PsbtBackend } from './psbt.js';
+import { DEFAULT_PSBT_LIMITS } from '../psbt/index.js';
+import type { PsbtLimits } from '../psbt/index.js';
 import { ComputePool, DEFAULT_LIMITS } from '../signer/index.js';
 import type { PublicCompute, SignerService } from '../signer/index.js';
 import type { RequestLimits } from './validate.js';
@@ -31,6 +35,7 @@ export { AccessRules, AclError } from './acl.js';
 export { CallQuota, DEFAULT_MAX_CALLS_PER_CLIENT, quotaIdentity } from './quotas.js';
 export type { ClientIdentity } from './acl.js';
 export type { RequestLimits } from './validate.js';
+export type { PsbtBackend } from './psbt.js';
 
 /** PEM-encoded TLS material; with a client CA the server requires client certificates (mTLS). */
 export interface TlsMaterial {
@@ -65,6 +70,10 @@ export interface DaemonServerOptions {
   audit?: AuditLog;
   /** Calls one client may have in flight (and the HTTP/2 streams per connection). Default 256. */
   maxCallsPerClient?: number;
+  /** The PSBT signing service; without it the Signer's PSBT RPCs answer UNAVAILABLE. */
+  psbt?: PsbtBackend;
+  /** Caps on PSBTs, checked before anything reads one (default: src/psbt's defaults). */
+  psbtLimits?: Partial<PsbtLimits>;
 }
 
 export class MissingAccessRulesError extends Error {
@@ -91,6 +100,12 @@ export function maxRequestBytes(limits: RequestLimits): number {
   return limits.maxMessageBytes + 8 + limits.maxSigners * (66 + 3 + 33 + 3) + limits.maxTweaks * 40 + 4096;
 }
 
+/** The transport's frame limit: the largest request the caps allow, PSBT RPCs included. */
+export function maxReceiveBytes(limits: RequestLimits, psbtLimits: Pick<PsbtLimits, 'maxPsbtBytes'>): number {
+  // PsbtCombine carries several PSBTs: room for four at the PSBT cap.
+  return Math.max(maxRequestBytes(limits), 4 * psbtLimits.maxPsbtBytes + 4096);
+}
+
 export class DaemonServer {
   private constructor(
     private readonly server: Server,
@@ -105,6 +120,14 @@ export class DaemonServer {
     if (!opts.tls && !opts.insecure && !isLoopbackHost(requested.host)) throw new InsecureListenError(opts.listen);
     if (!opts.acl && !opts.insecure && !isLoopbackHost(requested.host)) throw new MissingAccessRulesError(opts.listen);
     const limits: RequestLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+    const psbtLimits: PsbtLimits = { ...DEFAULT_PSBT_LIMITS, ...opts.psbtLimits };
+    const psbtBackend = opts.psbt;
+    const signerSessionKeyId = opts.signer.sessionKeyId?.bind(opts.signer);
+    // PsbtSign carries no key id either: the PSBT service knows its sessions, then the signer.
+    const sessionKeyId =
+      psbtBackend || signerSessionKeyId
+        ? async (id: Uint8Array) => (psbtBackend ? await psbtBackend.sessionKeyId(id) : null) ?? (await signerSessionKeyId?.(id)) ?? null
+        : undefined;
 
     const audit = opts.audit;
     const healthSource: HealthSource = audit
@@ -133,25 +156,30 @@ export class DaemonServer {
               rules: opts.acl,
               audit,
               plaintextIsLocal: !opts.tls && isLoopbackHost(requested.host),
-              sessionKeyId: opts.signer.sessionKeyId?.bind(opts.signer),
+              sessionKeyId,
               logger: opts.logger,
             }),
           }
         : {}),
     };
     const server = new Server({
-      'grpc.max_receive_message_length': maxRequestBytes(limits),
+      'grpc.max_receive_message_length': maxReceiveBytes(limits, psbtLimits),
       // One connection may not open more streams than one client may have calls in flight.
       'grpc.max_concurrent_streams': quota.maxPerClient,
     });
 
     const packageDefinition = loadPackageDefinition();
     const signer = signerHandlers(opts.signer);
+    const psbtSigner = psbtSignerHandlers(psbtBackend, psbtLimits);
+    const psbtAggregator = psbtAggregatorHandlers(psbtLimits);
     server.addService(withSafeDecoding(packageDefinition[SIGNER_SERVICE] as ServiceDefinition), {
       ListKeys: unary('ListKeys', ctx, signer.listKeys),
       NonceGen: unary('NonceGen', ctx, signer.nonceGen),
       Sign: unary('Sign', ctx, signer.sign),
       DeterministicSign: unary('DeterministicSign', ctx, signer.deterministicSign),
+      PsbtNonceGen: unary('PsbtNonceGen', ctx, psbtSigner.psbtNonceGen),
+      PsbtSign: unary('PsbtSign', ctx, psbtSigner.psbtSign),
+      PsbtDeterministicSign: unary('PsbtDeterministicSign', ctx, psbtSigner.psbtDeterministicSign),
     });
     const aggregator = aggregatorHandlers(limits, opts.compute ?? ComputePool.inline());
     server.addService(withSafeDecoding(packageDefinition[AGGREGATOR_SERVICE] as ServiceDefinition), {
@@ -160,6 +188,8 @@ export class DaemonServer {
       NonceAgg: unary('NonceAgg', ctx, aggregator.nonceAgg),
       PartialSigVerify: unary('PartialSigVerify', ctx, aggregator.partialSigVerify),
       PartialSigAgg: unary('PartialSigAgg', ctx, aggregator.partialSigAgg),
+      PsbtCombine: unary('PsbtCombine', ctx, psbtAggregator.psbtCombine),
+      PsbtFinalize: unary('PsbtFinalize', ctx, psbtAggregator.psbtFinalize),
     });
     health.implementation.addToServer(server);
     contractReflectionService().addToServer(server);

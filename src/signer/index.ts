@@ -23,3 +23,13 @@ export type { RequestLimits } from './validate.js';
 export { contextDigest, bindingDigest, deterministicDigest } from './digest.js';
 export type { SigningContext, SigningPath } from './digest.js';
 export { currentCaller, runAsCaller } from './caller.js';
+export { PsbtSignerService, ledgerSessionId } from './psbt-service.js';
+export type {
+  PsbtDeterministicSignRequest,
+  PsbtDeterministicSignResult,
+  PsbtNonceGenRequest,
+  PsbtNonceGenResult,
+  PsbtServiceOptions,
+  PsbtSignRequest,
+  PsbtSignResult,
+} from './psbt-service.js';

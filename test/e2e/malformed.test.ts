@@ -9,6 +9,9 @@ import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AggregatorClient, ClientError, SignerClient } from '../../src/client/index.js';
 import { keyAggAndTweak, getXonlyPk, nonceAgg, partialSigAgg } from '../../src/musig2/index.js';
+import { DEFAULT_PSBT_LIMITS } from '../../src/psbt/index.js';
+import { maxReceiveBytes } from '../../src/server/index.js';
+import { DEFAULT_LIMITS } from '../../src/signer/index.js';
 import { createKey, Daemon, makeToken, removeToken } from './harness.js';
 import type { Token } from './harness.js';
 
@@ -299,9 +302,10 @@ describe('malformed requests', () => {
   });
 
   it('a frame beyond the transport limit is refused with RESOURCE_EXHAUSTED and the daemon carries on', async () => {
-    // The limit is the largest request the caps allow (server/index.ts, maxRequestBytes).
+    // The limit is the largest request the caps allow (server/index.ts, maxReceiveBytes).
+    const limit = maxReceiveBytes({ ...DEFAULT_LIMITS, maxMessageBytes: MAX_MESSAGE_BYTES, maxSigners: MAX_SIGNERS }, DEFAULT_PSBT_LIMITS);
     const err = await aggregator
-      .keySort(Array.from({ length: 40_000 }, () => new Uint8Array(33)))
+      .keySort(Array.from({ length: Math.ceil(limit / 35) + 1000 }, () => new Uint8Array(33)))
       .then(() => undefined, (e: unknown) => e as ClientError);
     expect(err?.code).toBe(Status.RESOURCE_EXHAUSTED);
     expect(await signer.health()).toBe('SERVING');
