@@ -2,9 +2,12 @@
 # musig2-signer: multi-stage image.
 #
 #   build stage    npm ci (native modules pkcs11js and better-sqlite3 compiled from source,
-#                  see .npmrc), npm run build (tsc -> dist/), then prune to runtime dependencies
-#   runtime stage  the base image plus SoftHSM2 (for evaluation), no compilers, no npm, runs as
-#                  the non-root user musig2; HEALTHCHECK through grpc.health.v1
+#                  see .npmrc), the project's libsecp256k1 addon (native/, npm's node-gyp against
+#                  Debian's libsecp256k1-dev), npm run build (tsc -> dist/), then prune to
+#                  runtime dependencies
+#   runtime stage  the base image plus SoftHSM2 (for evaluation) and Debian's libsecp256k1-1, no
+#                  compilers, no npm, runs as the non-root user musig2; HEALTHCHECK through
+#                  grpc.health.v1
 #
 # BASE_IMAGE must be Debian bookworm with Node 20 in /usr/local (bin/node, include/node for
 # native builds; npm under lib/node_modules/npm for the build stage). node:20-bookworm-slim is
@@ -16,7 +19,7 @@ ARG BASE_IMAGE=node:20-bookworm-slim
 FROM ${BASE_IMAGE} AS build
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+ && apt-get install -y --no-install-recommends python3 make g++ ca-certificates libsecp256k1-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Node's own headers for node-gyp, so nothing is downloaded from nodejs.org.
@@ -35,20 +38,24 @@ COPY src ./src
 COPY bin ./bin
 COPY softhsm ./softhsm
 COPY docker ./docker
+COPY native/binding.gyp ./native/
+COPY native/src ./native/src
 # --ignore-scripts: the packages are installed above; prebuild's ensure-deps is for plain clones.
-RUN npm run --ignore-scripts build \
+RUN (cd native && node /usr/local/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js rebuild --nodedir=/usr/local) \
+ && npm run --ignore-scripts build \
  && npm prune --omit=dev \
  && npm cache clean --force \
- && node -e "require('better-sqlite3'); require('pkcs11js')"
+ && node -e "require('better-sqlite3'); require('pkcs11js'); require('./native/build/Release/musig2_secp256k1.node')"
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
 ENV DEBIAN_FRONTEND=noninteractive
 # SoftHSM2 for evaluation (a vendor module can be mounted instead, see MUSIG2_PKCS11_MODULE);
+# libsecp256k1-1 for the native curve backend (the addon links it);
 # tini reaps children and forwards signals so SIGTERM drains the daemon. npm, npx, corepack
 # and yarn are removed: nothing installs packages at run time.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends softhsm2 tini \
+ && apt-get install -y --no-install-recommends softhsm2 tini libsecp256k1-1 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
  && rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
            /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* /usr/local/include/node \
@@ -63,6 +70,7 @@ COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/bin ./bin
 COPY --from=build /src/proto ./proto
+COPY --from=build /src/native/build/Release/musig2_secp256k1.node ./native/build/Release/
 # softhsm/init-token.sh provisions the demo token through src/keystore/softhsm-provision.ts
 # (run by tsx, a runtime dependency); the daemon itself runs dist/.
 COPY --from=build /src/softhsm ./softhsm
@@ -78,6 +86,7 @@ RUN chmod 0755 /usr/local/bin/musig2-entrypoint \
 ENV NODE_ENV=production \
     MUSIG2_LISTEN=0.0.0.0:50051 \
     MUSIG2_LEDGER=sqlite:/var/lib/musig2/ledger.sqlite \
+    MUSIG2_CURVE_BACKEND=native \
     MUSIG2_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so
 VOLUME ["/var/lib/musig2"]
 EXPOSE 50051

@@ -1,5 +1,6 @@
-// Core benchmark: one signer's Sign, DeterministicSign, PartialSigVerify and KeyAgg, ours beside
-// @brandonblack/musig (noble v2 backend) and @scure/btc-signer, interleaved in the same run.
+// Core benchmark: one signer's Sign, DeterministicSign, PartialSigVerify and KeyAgg, ours on both
+// curve backends (native: libsecp256k1; noble: pure JavaScript) beside @brandonblack/musig (noble
+// v2 backend) and @scure/btc-signer, interleaved in the same run.
 //
 // Warm: every call uses the same key set (and, for brandonblack, the same array object, which is
 // what its internal caches key on). Cold: every call gets a key set nobody has seen, built
@@ -9,18 +10,21 @@ import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js';
 import { bytesToHex, concatBytes, randomBytes } from '@noble/hashes/utils.js';
 import * as scure from '@scure/btc-signer/musig2.js';
-import * as ours from '../src/musig2/index.js';
+import { musig2For } from '../src/musig2/index.js';
+import type { Musig2 } from '../src/musig2/index.js';
 import { brandonblack, brandonblackPeer } from '../test/peers/brandonblack.js';
 import { scurePeer } from '../test/peers/scure.js';
 import type { Comparison, Contender } from './harness.js';
 import { benchClock, benchTimeMs, compare, environment, fmtOps, fmtRatio, markdownTable } from './harness.js';
 
+const nativeM: Musig2 = musig2For('native');
+const nobleM: Musig2 = musig2For('noble');
 const Point = secp256k1.Point;
 type Point = InstanceType<typeof Point>;
 const N = Point.Fn.ORDER;
 const NO_TWEAKS: never[] = [];
 const SIZES = [2, 3, 16] as const;
-const NAMES = ['ours', 'brandonblack', 'scure'] as const;
+const NAMES = ['native', 'noble', 'brandonblack', 'scure'] as const;
 type Name = (typeof NAMES)[number];
 type Op = 'Sign' | 'DeterministicSign' | 'PartialSigVerify' | 'KeyAgg';
 const OPS: readonly Op[] = ['Sign', 'DeterministicSign', 'PartialSigVerify', 'KeyAgg'];
@@ -106,7 +110,8 @@ const signSpec: OpSpec<SignIn> = {
   },
   fresh: (x) => ({ ...x, secnonce: x.secnonce.slice() }),
   run: {
-    ours: (x) => ours.sign(x.secnonce, x.key.sk, { aggnonce: x.aggnonce, pubkeys: x.key.pubkeys, tweaks: NO_TWEAKS, msg: x.msg }),
+    native: (x) => nativeM.sign(x.secnonce, x.key.sk, { aggnonce: x.aggnonce, pubkeys: x.key.pubkeys, tweaks: NO_TWEAKS, msg: x.msg }),
+    noble: (x) => nobleM.sign(x.secnonce, x.key.sk, { aggnonce: x.aggnonce, pubkeys: x.key.pubkeys, tweaks: NO_TWEAKS, msg: x.msg }),
     brandonblack: (x) =>
       brandonblackPeer.session(x.aggnonce, x.key.pubkeys, NO_TWEAKS, x.msg).sign(x.secnonce, x.pubnonce, x.key.sk),
     scure: (x) => scurePeer.session(x.aggnonce, x.key.pubkeys, NO_TWEAKS, x.msg).sign(x.secnonce, x.pubnonce, x.key.sk),
@@ -117,7 +122,8 @@ const detSpec: OpSpec<DetIn> = {
   make: (key) => ({ key, aggothernonce: pickNonce().pubnonce, msg: randomBytes(32) }),
   fresh: (x) => x,
   run: {
-    ours: (x) => ours.deterministicSign(x.key.sk, x.aggothernonce, x.key.pubkeys, NO_TWEAKS, x.msg),
+    native: (x) => nativeM.deterministicSign(x.key.sk, x.aggothernonce, x.key.pubkeys, NO_TWEAKS, x.msg),
+    noble: (x) => nobleM.deterministicSign(x.key.sk, x.aggothernonce, x.key.pubkeys, NO_TWEAKS, x.msg),
     brandonblack: (x) => brandonblackPeer.deterministicSign(x.key.sk, x.aggothernonce, x.key.pubkeys, NO_TWEAKS, x.msg),
     scure: (x) => scurePeer.deterministicSign(x.key.sk, x.aggothernonce, x.key.pubkeys, NO_TWEAKS, x.msg),
   },
@@ -161,7 +167,8 @@ const verifySpec: OpSpec<VerifyIn> = {
   },
   fresh: (x) => x,
   run: {
-    ours: (x) => ours.partialSigVerify(x.psig, x.pubnonces, x.key.pubkeys, NO_TWEAKS, x.msg, 0),
+    native: (x) => nativeM.partialSigVerify(x.psig, x.pubnonces, x.key.pubkeys, NO_TWEAKS, x.msg, 0),
+    noble: (x) => nobleM.partialSigVerify(x.psig, x.pubnonces, x.key.pubkeys, NO_TWEAKS, x.msg, 0),
     brandonblack: (x) => brandonblackPeer.partialSigVerify(x.psig, x.pubnonces, x.key.pubkeys, NO_TWEAKS, x.msg, 0),
     scure: (x) => scurePeer.partialSigVerify(x.psig, x.pubnonces, x.key.pubkeys, NO_TWEAKS, x.msg, 0),
   },
@@ -172,7 +179,8 @@ const keyAggSpec: OpSpec<KeySet> = {
   fresh: (x) => x,
   run: {
     // keyAggAndTweak is the cached entry point the signer service uses; warm runs hit its LRU.
-    ours: (x) => ours.getXonlyPk(ours.keyAggAndTweak(x.pubkeys, NO_TWEAKS)),
+    native: (x) => nativeM.getXonlyPk(nativeM.keyAggAndTweak(x.pubkeys, NO_TWEAKS)),
+    noble: (x) => nobleM.getXonlyPk(nobleM.keyAggAndTweak(x.pubkeys, NO_TWEAKS)),
     brandonblack: (x) => brandonblack.getXOnlyPubkey(brandonblack.keyAgg(x.pubkeys)),
     scure: (x) => scure.keyAggExport(scure.keyAggregate(x.pubkeys)),
   },
@@ -233,7 +241,7 @@ const PASS = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
 export async function benchCore(): Promise<void> {
   const timeMs = benchTimeMs(900);
   const started = Date.now();
-  console.log('## Core: one signer, ours vs @brandonblack/musig (noble v2) vs @scure/btc-signer\n');
+  console.log('## Core: one signer, ours (native and noble backends) vs @brandonblack/musig (noble v2) vs @scure/btc-signer\n');
   console.log(
     `${await environment()}; ${timeMs} ms per library per row (BENCH_TIME_MS), 5 interleaved rounds, ` +
       `${benchClock()} clock (BENCH_CLOCK).\n`,
@@ -250,7 +258,7 @@ export async function benchCore(): Promise<void> {
         cells.push(cell);
         const r = cell.result;
         process.stderr.write(
-          `  ${op} u=${u} ${warm ? 'warm' : 'cold'}: ours ${fmtOps(r.get('ours').opsPerSec)}/s, ` +
+          `  ${op} u=${u} ${warm ? 'warm' : 'cold'}: native ${fmtOps(r.get('native').opsPerSec)}/s, noble ${fmtOps(r.get('noble').opsPerSec)}/s, ` +
             `brandonblack ${fmtOps(r.get('brandonblack').opsPerSec)}/s, scure ${fmtOps(r.get('scure').opsPerSec)}/s\n`,
         );
       }
@@ -261,15 +269,17 @@ export async function benchCore(): Promise<void> {
     c.op,
     String(c.u),
     c.warm ? 'warm' : 'cold',
-    fmtOps(c.result.get('ours').opsPerSec),
+    fmtOps(c.result.get('native').opsPerSec),
+    fmtOps(c.result.get('noble').opsPerSec),
     fmtOps(c.result.get('brandonblack').opsPerSec),
     fmtOps(c.result.get('scure').opsPerSec),
-    fmtRatio(c.result.ratio('ours', 'brandonblack')),
-    fmtRatio(c.result.ratio('ours', 'scure')),
+    fmtRatio(c.result.ratio('native', 'noble')),
+    fmtRatio(c.result.ratio('noble', 'brandonblack')),
+    fmtRatio(c.result.ratio('noble', 'scure')),
   ]);
   console.log(
     markdownTable(
-      ['operation', 'signers', 'keys', 'ours ops/s', 'brandonblack ops/s', 'scure ops/s', 'ours/brandonblack', 'ours/scure'],
+      ['operation', 'signers', 'keys', 'native ops/s', 'noble ops/s', 'brandonblack ops/s', 'scure ops/s', 'native/noble', 'noble/brandonblack', 'noble/scure'],
       rows,
     ),
   );
@@ -278,17 +288,21 @@ export async function benchCore(): Promise<void> {
   const detCells = cells.filter((c) => c.op === 'DeterministicSign' && c.u === 3);
   if (detCells.length === 0) return;
   const det = (warm: boolean): Comparison => detCells.find((c) => c.warm === warm)!.result;
-  const warmBb = det(true).ratio('ours', 'brandonblack');
-  const warmSc = det(true).ratio('ours', 'scure');
-  const coldBb = det(false).ratio('ours', 'brandonblack');
+  const warmNative = det(true).ratio('native', 'noble');
+  const coldNative = det(false).ratio('native', 'noble');
+  const warmBb = det(true).ratio('noble', 'brandonblack');
+  const warmSc = det(true).ratio('noble', 'scure');
+  const coldBb = det(false).ratio('noble', 'brandonblack');
   console.log('\nTargets, DeterministicSign with 3 signers:\n');
   console.log(
     markdownTable(
       ['target', 'measured', 'result'],
       [
-        ['warm >= 3x brandonblack', fmtRatio(warmBb), PASS(warmBb >= 3)],
-        ['warm >= 6x scure', fmtRatio(warmSc), PASS(warmSc >= 6)],
-        ['cold >= 1.5x brandonblack', fmtRatio(coldBb), PASS(coldBb >= 1.5)],
+        ['native warm >= 6x noble', fmtRatio(warmNative), PASS(warmNative >= 6)],
+        ['native cold >= 4x noble', fmtRatio(coldNative), PASS(coldNative >= 4)],
+        ['noble warm >= 3x brandonblack', fmtRatio(warmBb), PASS(warmBb >= 3)],
+        ['noble warm >= 6x scure', fmtRatio(warmSc), PASS(warmSc >= 6)],
+        ['noble cold >= 1.5x brandonblack', fmtRatio(coldBb), PASS(coldBb >= 1.5)],
       ],
     ),
   );

@@ -1,6 +1,7 @@
 // End-to-end daemon benchmark: real `musig2-signer serve` processes (SoftHSM2 token, SQLite
 // ledger) driven over gRPC from this process, beside the in-process core DeterministicSign on
-// one thread. One daemon per contender, all on the same token and key set:
+// one thread. One daemon per contender and curve backend (native and noble, in the same run),
+// all on the same token and key set:
 //
 // - "1 core": one worker, the whole process pinned to CPU 0 with taskset;
 // - "2 cores": two workers pinned to CPUs 0-1 (left out where that is every core);
@@ -13,8 +14,10 @@
 // Contenders are measured in interleaved rounds (a noisy neighbour slows every contender of a
 // round alike; ratios are per-round medians). Wall-clock rates (the work happens in other
 // processes) and per-call latency percentiles. Targets: all cores >= 1.6x one core; the SDK
-// client at 32 in flight >= 80% of the in-process single-thread rate with p99 < 50 ms. Never
-// fails a build.
+// client at 32 in flight >= 80% of the in-process single-thread rate with p99 < 50 ms; native
+// >= 3x noble for DeterministicSign and >= 2.5x for sessions at 32 in flight; daemon CPU per
+// call <= 1.5x the in-process arithmetic on the same backend; the in-process pool with one
+// worker >= 0.9x the arithmetic inline. Never fails a build.
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
@@ -22,6 +25,7 @@ import { randomBytes } from '@noble/hashes/utils.js';
 import { SignerClient } from '../src/client/index.js';
 import type { NonceGenResponse } from '../src/protocol/contract.js';
 import * as musig2 from '../src/musig2/index.js';
+import type { BackendName } from '../src/musig2/index.js';
 import { ComputePool } from '../src/signer/index.js';
 import { createKey, Daemon, importKey, makeToken, removeToken } from '../test/e2e/harness.js';
 import type { Token } from '../test/e2e/harness.js';
@@ -117,22 +121,38 @@ function summarise(slices: readonly Slice[]): Run {
   };
 }
 
-/** The in-process core rate over about `ms`: one thread, the same key set and shape as the gRPC calls. */
-function coreDeterministicSign(sk: Uint8Array, pubkeys: Uint8Array[], aggothernonce: Uint8Array, ms: number): number {
+const BACKENDS: readonly BackendName[] = ['native', 'noble'];
+
+/**
+ * The in-process core over about `ms`: one thread, the same key set and shape as the gRPC
+ * calls. Its wall-clock rate, and its CPU time per call (what the daemon's CPU per call is
+ * held against: on a loaded machine the wall clock also counts other processes' turns).
+ */
+function coreDeterministicSign(
+  backend: BackendName, sk: Uint8Array, pubkeys: Uint8Array[], aggothernonce: Uint8Array, ms: number,
+): { rate: number; cpuMs: number } {
+  const m = musig2.musig2For(backend);
   let n = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   while (performance.now() - t0 < ms) {
-    musig2.deterministicSign(sk, aggothernonce, pubkeys, [], randomBytes(32));
+    m.deterministicSign(sk, aggothernonce, pubkeys, [], randomBytes(32));
     n++;
   }
-  return n / ((performance.now() - t0) / 1000);
+  const c = process.cpuUsage(c0);
+  return { rate: n / ((performance.now() - t0) / 1000), cpuMs: (c.user + c.system) / 1000 / n };
 }
 
-/** The in-process compute pool's rate over about `ms` with 16 calls in flight: the arithmetic alone, no gRPC, ledger or token. */
+/**
+ * The in-process compute pool over about `ms` with 16 calls in flight: the arithmetic alone, no
+ * gRPC, ledger or token. Its wall-clock rate, and this process's CPU time per call (main thread
+ * and worker: the arithmetic plus the hand-off).
+ */
 async function poolDeterministicSign(
   pool: ComputePool, sk: Uint8Array, pubkeys: Uint8Array[], aggothernonce: Uint8Array, ms: number,
-): Promise<number> {
+): Promise<{ rate: number; cpuMs: number }> {
   let n = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: 16 }, async () => {
@@ -142,7 +162,8 @@ async function poolDeterministicSign(
       }
     }),
   );
-  return n / ((performance.now() - t0) / 1000);
+  const c = process.cpuUsage(c0);
+  return { rate: n / ((performance.now() - t0) / 1000), cpuMs: (c.user + c.system) / 1000 / n };
 }
 
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : 'n/a');
@@ -153,6 +174,7 @@ const roundRatio = (a: readonly number[], b: readonly number[]) => median(a.map(
 interface ContenderSpec {
   key: string;
   label: string;
+  backend: BackendName;
   workers: number;
   /** taskset CPU list; undefined = unpinned. */
   cpus?: string;
@@ -164,13 +186,19 @@ interface Contender extends ContenderSpec {
   load: LoadGenerator;
 }
 
-/** 1 core, 2 cores (when that is not all of them), all cores, and one worker unpinned. */
+/** Per backend: 1 core, 2 cores (when that is not all of them), all cores, and one worker unpinned. */
 function contenderSpecs(all: number): ContenderSpec[] {
-  const specs: ContenderSpec[] = [{ key: '1core', label: '1 core (1 worker, pinned)', workers: 1, cpus: '0' }];
-  if (all > 2) specs.push({ key: '2core', label: '2 cores (2 workers, pinned)', workers: 2, cpus: '0,1' });
-  if (all > 1) {
-    specs.push({ key: 'all', label: `all ${all} cores (${all} workers)`, workers: all });
-    specs.push({ key: '1worker', label: '1 worker, unpinned', workers: 1 });
+  const specs: ContenderSpec[] = [];
+  for (const backend of BACKENDS) {
+    const b = (key: string, label: string, workers: number, cpus?: string): ContenderSpec => ({
+      key: `${backend}-${key}`, label: `${backend}, ${label}`, backend, workers, ...(cpus === undefined ? {} : { cpus }),
+    });
+    specs.push(b('1core', '1 core (1 worker, pinned)', 1, '0'));
+    if (all > 2) specs.push(b('2core', '2 cores (2 workers, pinned)', 2, '0,1'));
+    if (all > 1) {
+      specs.push(b('all', `all ${all} cores (${all} workers)`, all));
+      specs.push(b('1worker', '1 worker, unpinned', 1));
+    }
   }
   return specs;
 }
@@ -193,6 +221,7 @@ export async function benchDaemon(): Promise<void> {
   let token: Token | undefined;
   const contenders: Contender[] = [];
   const pools: ComputePool[] = [];
+  const chosenBefore = musig2.activeBackend();
   try {
     token = await makeToken('musig2-bench-daemon-');
     // The deterministic signer's key is known here too, for the in-process comparison.
@@ -203,7 +232,7 @@ export async function benchDaemon(): Promise<void> {
       // Each daemon its own ledger file; the token (keys) is shared.
       const daemon = await Daemon.start(token, {
         ledger: `sqlite:${token.dir}/ledger-${spec.key}.sqlite`,
-        args: ['--workers', String(spec.workers)],
+        args: ['--workers', String(spec.workers), '--curve-backend', spec.backend],
         cpus: spec.cpus,
       });
       contenders.push({ ...spec, daemon, client: new SignerClient(daemon.address), load: new LoadGenerator(daemon.address) });
@@ -236,24 +265,37 @@ export async function benchDaemon(): Promise<void> {
       await drive(detSign(c, true), 8, Math.min(500, sliceMs / 6), c.daemon.pid);
       await drive(session(c), 8, Math.min(1000, sliceMs / 3), c.daemon.pid);
     }
-    coreDeterministicSign(detSk, pubkeys, aggothernonce, Math.min(500, sliceMs / 6));
+    for (const b of BACKENDS) coreDeterministicSign(b, detSk, pubkeys, aggothernonce, Math.min(500, sliceMs / 6));
     // The arithmetic alone in worker threads of this process, at 1 worker and at all cores:
-    // how far the machine itself lets it scale, apart from the daemon's I/O.
-    const pool1 = await ComputePool.start(1);
-    pools.push(pool1);
-    const poolAll = all > 1 ? await ComputePool.start(all) : undefined;
-    if (poolAll) pools.push(poolAll);
+    // how far the machine itself lets it scale, apart from the daemon's I/O. A pool's workers
+    // run the backend selected when it starts.
+    const pool1 = new Map<BackendName, ComputePool>();
+    const poolAll = new Map<BackendName, ComputePool>();
+    for (const b of BACKENDS) {
+      musig2.selectBackend(b);
+      const p1 = await ComputePool.start(1);
+      pools.push(p1);
+      pool1.set(b, p1);
+      if (all > 1) {
+        const pa = await ComputePool.start(all);
+        pools.push(pa);
+        poolAll.set(b, pa);
+      }
+    }
+    musig2.selectBackend(chosenBefore);
     for (const p of pools) await poolDeterministicSign(p, detSk, pubkeys, aggothernonce, Math.min(500, sliceMs / 6));
 
-    const widest = contenders.find((c) => c.key === 'all') ?? contenders[0]!;
+    const widest = contenders.find((c) => c.key === 'native-all') ?? contenders[0]!;
     const floor = summarise([await drive(() => widest.load.call('ListKeys', {}), 32, sliceMs / 2, widest.daemon.pid)]);
 
     // Interleaved rounds: per shape, each round runs every daemon (rotating the order) for a
     // slice; the in-process core and pools get a slice in every DeterministicSign-32 round.
     const slices = new Map<string, Slice[]>();
-    const coreRounds: number[] = [];
-    const pool1Rounds: number[] = [];
-    const poolAllRounds: number[] = [];
+    const coreRounds = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
+    const coreCpu = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
+    const pool1Rounds = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
+    const pool1Cpu = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
+    const poolAllRounds = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
     const id = (c: string, shape: Shape) => `${c}/${shape}`;
     for (const { shape, inFlight, session: isSession, sdk } of SHAPES) {
       for (let r = 0; r < rounds; r++) {
@@ -266,16 +308,23 @@ export async function benchDaemon(): Promise<void> {
           slices.set(id(c.key, shape), list);
         }
         if (shape === 'det32') {
-          coreRounds.push(coreDeterministicSign(detSk, pubkeys, aggothernonce, sliceMs / rounds));
-          pool1Rounds.push(await poolDeterministicSign(pool1, detSk, pubkeys, aggothernonce, sliceMs / rounds));
-          if (poolAll) poolAllRounds.push(await poolDeterministicSign(poolAll, detSk, pubkeys, aggothernonce, sliceMs / rounds));
+          for (const b of BACKENDS) {
+            const c = coreDeterministicSign(b, detSk, pubkeys, aggothernonce, sliceMs / rounds);
+            coreRounds.get(b)!.push(c.rate);
+            coreCpu.get(b)!.push(c.cpuMs);
+            const p1 = await poolDeterministicSign(pool1.get(b)!, detSk, pubkeys, aggothernonce, sliceMs / rounds);
+            pool1Rounds.get(b)!.push(p1.rate);
+            pool1Cpu.get(b)!.push(p1.cpuMs);
+            const pa = poolAll.get(b);
+            if (pa) poolAllRounds.get(b)!.push((await poolDeterministicSign(pa, detSk, pubkeys, aggothernonce, sliceMs / rounds)).rate);
+          }
         }
       }
     }
     const run = (c: string, shape: Shape) => summarise(slices.get(id(c, shape))!);
-    const core = median(coreRounds);
+    const coreOf = (b: BackendName) => median(coreRounds.get(b)!);
 
-    const row = (what: string, r: Run, perSession = false): string[] => [
+    const row = (what: string, r: Run, perSession = false, core = coreOf(widest.backend)): string[] => [
       what,
       fmtOps(r.perSec),
       ms(r.p50),
@@ -285,18 +334,22 @@ export async function benchDaemon(): Promise<void> {
       ms(r.clientCpuMs),
       perSession ? '' : fmtRatio(r.perSec / core),
     ];
-    const pool1Rate = median(pool1Rounds);
-    const poolAllRate = median(poolAllRounds);
-    const rows: string[][] = [
-      ['in-process core DeterministicSign, 1 thread', fmtOps(core), '', '', ms(1000 / core), '', '', '1.00x'],
-      ['in-process ComputePool DeterministicSign, 1 worker, 16 in flight', fmtOps(pool1Rate), '', '', '', '', '', fmtRatio(pool1Rate / core)],
-      ...(poolAll
-        ? [[`in-process ComputePool DeterministicSign, ${all} workers, 16 in flight`, fmtOps(poolAllRate), '', '', '', '', '', fmtRatio(poolAllRate / core)]]
-        : []),
-      row(`ListKeys, 32 in flight (transport floor), ${widest.label}`, floor),
-    ];
+    const rows: string[][] = [];
+    for (const b of BACKENDS) {
+      const core = coreOf(b);
+      const pool1Rate = median(pool1Rounds.get(b)!);
+      rows.push(
+        [`${b}: in-process core DeterministicSign, 1 thread`, fmtOps(core), '', '', ms(median(coreCpu.get(b)!)), '', '', '1.00x'],
+        [`${b}: in-process ComputePool DeterministicSign, 1 worker, 16 in flight`, fmtOps(pool1Rate), '', '', ms(median(pool1Cpu.get(b)!)), '', '', fmtRatio(pool1Rate / core)],
+      );
+      if (poolAll.has(b)) {
+        const rate = median(poolAllRounds.get(b)!);
+        rows.push([`${b}: in-process ComputePool DeterministicSign, ${all} workers, 16 in flight`, fmtOps(rate), '', '', '', '', '', fmtRatio(rate / core)]);
+      }
+    }
+    rows.push(row(`ListKeys, 32 in flight (transport floor), ${widest.label}`, floor));
     for (const { shape, what, session: isSession } of SHAPES) {
-      for (const c of contenders) rows.push(row(`${what}, ${c.label}`, run(c.key, shape), isSession));
+      for (const c of contenders) rows.push(row(`${what}, ${c.label}`, run(c.key, shape), isSession, coreOf(c.backend)));
     }
 
     console.log('## daemon (end to end over gRPC)\n');
@@ -307,33 +360,64 @@ export async function benchDaemon(): Promise<void> {
     );
     console.log(
       markdownTable(
-        ['operation (daemon)', 'per second', 'p50 ms', 'p99 ms', 'daemon CPU ms/op', 'main thread CPU ms/op', 'client CPU ms/op', 'vs in-process'],
+        ['operation (daemon)', 'per second', 'p50 ms', 'p99 ms', 'daemon CPU ms/op', 'main thread CPU ms/op', 'client CPU ms/op', 'vs in-process (same backend)'],
         rows,
       ),
     );
 
     const lines: string[] = [];
-    const one = contenders.find((c) => c.key === '1core')!;
-    const multi = contenders.find((c) => c.key === 'all');
+    const one = contenders.find((c) => c.key === 'native-1core')!;
+    const multi = contenders.find((c) => c.key === 'native-all');
     if (multi) {
       for (const [shape, what] of [['det32', 'DeterministicSign'], ['det128', 'DeterministicSign'], ['ses32', 'sessions'], ['ses128', 'sessions']] as const) {
         const scale = roundRatio(run(multi.key, shape).rounds, run(one.key, shape).rounds);
         const inFlight = shape.endsWith('128') ? 128 : 32;
         lines.push(`- ${multi.label} / 1 core, ${what} at ${inFlight} in flight = ${fmtRatio(scale)} (target >= 1.6x): ${verdict(scale >= 1.6)}`);
       }
-      const unpinned = roundRatio(run(multi.key, 'det32').rounds, run('1worker', 'det32').rounds);
+      const unpinned = roundRatio(run(multi.key, 'det32').rounds, run('native-1worker', 'det32').rounds);
       lines.push(
         `- ${multi.label} / 1 worker unpinned, DeterministicSign at 32 in flight = ${fmtRatio(unpinned)} ` +
           `(the unpinned single worker already uses a second core for its event loop, the ledger and the token)`,
       );
     }
-    if (poolAll) {
-      const poolScale = roundRatio(poolAllRounds, pool1Rounds);
-      lines.push(`- the arithmetic alone (in-process ComputePool, no gRPC/ledger/token), ${all} workers / 1 worker = ${fmtRatio(poolScale)}`);
+    for (const b of BACKENDS) {
+      if (poolAll.has(b)) {
+        const poolScale = roundRatio(poolAllRounds.get(b)!, pool1Rounds.get(b)!);
+        lines.push(`- ${b}: the arithmetic alone (in-process ComputePool, no gRPC/ledger/token), ${all} workers / 1 worker = ${fmtRatio(poolScale)}`);
+      }
+      const handOff = roundRatio(pool1Rounds.get(b)!, coreRounds.get(b)!);
+      // By CPU: the arithmetic inline over the arithmetic plus the hand-off (both threads).
+      const handOffCpu = roundRatio(coreCpu.get(b)!, pool1Cpu.get(b)!);
+      lines.push(
+        `- ${b}: in-process ComputePool with 1 worker / the same arithmetic inline = ${fmtRatio(handOff)} by wall-clock rate, ` +
+          `${fmtRatio(handOffCpu)} by CPU per call (target >= 0.9x): ${verdict(handOff >= 0.9)} / ${verdict(handOffCpu >= 0.9)}`,
+      );
+    }
+    const nativeAll = multi ?? one;
+    const nobleAll = contenders.find((c) => c.key === nativeAll.key.replace('native-', 'noble-'))!;
+    for (const [shape, what, target] of [['det32', 'DeterministicSign', 3], ['ses32', 'sessions', 2.5]] as const) {
+      const a = run(nativeAll.key, shape);
+      const b = run(nobleAll.key, shape);
+      const r = roundRatio(a.rounds, b.rounds);
+      // CPU per call (daemon plus load generator) says the same without the other processes'
+      // share of a loaded machine: it is the rate both would reach on the same idle cores.
+      const byCpu = (b.daemonCpuMs + b.clientCpuMs) / (a.daemonCpuMs + a.clientCpuMs);
+      lines.push(
+        `- ${what} at 32 in flight, ${nativeAll.label} / ${nobleAll.label} = ${fmtRatio(r)} by wall-clock rate, ` +
+          `${fmtRatio(byCpu)} by CPU per call (daemon + load generator) (target >= ${target}x): ${verdict(r >= target)} / ${verdict(byCpu >= target)}`,
+      );
+    }
+    for (const c of [nativeAll, nobleAll]) {
+      const d = run(c.key, 'det32');
+      const arith = median(coreCpu.get(c.backend)!);
+      lines.push(
+        `- ${c.label}, DeterministicSign at 32 in flight: daemon CPU ${ms(d.daemonCpuMs)} ms/op = ${fmtRatio(d.daemonCpuMs / arith)} the in-process arithmetic ` +
+          `(${ms(arith)} ms; target <= 1.5x): ${verdict(d.daemonCpuMs <= 1.5 * arith)}; p99 ${ms(d.p99)} ms (target < 50 ms): ${verdict(d.p99 < 50)}`,
+      );
     }
     const best = multi ?? one;
     const sdk = run(best.key, 'sdk32');
-    const toCore = roundRatio(sdk.rounds, coreRounds);
+    const toCore = roundRatio(sdk.rounds, coreRounds.get('native')!);
     lines.push(
       `- SDK client DeterministicSign at 32 in flight (${best.label}) / in-process 1 thread = ${fmtRatio(toCore)} ` +
         `(target >= 0.80x): ${verdict(toCore >= 0.8)}; its p99 = ${ms(sdk.p99)} ms (target < 50 ms): ${verdict(sdk.p99 < 50)}`,

@@ -9,6 +9,9 @@
 # (MUSIG2_PKCS11_MODULE, MUSIG2_PKCS11_TOKEN, MUSIG2_PKCS11_PIN_FILE, ...).
 set -euo pipefail
 
+# No core dumps: a core of the daemon could hold a decrypted key or a secret nonce.
+ulimit -c 0
+
 cli=/app/bin/musig2-signer.js
 
 if [ "${MUSIG2_DEMO_TOKEN:-0}" = 1 ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Installs whatever `npm start` and `npm test` need and is missing: npm packages (from the
-// lockfile), SoftHSM2 from Debian and, for the tests, Debian's PostgreSQL server and protoc. Plain
-// JavaScript, because it runs before node_modules exists.
+// lockfile), SoftHSM2 and libsecp256k1-dev from Debian, the project's libsecp256k1 addon
+// (native/, built with the node-gyp that ships with npm) and, for the tests, Debian's
+// PostgreSQL server and protoc. Plain JavaScript, because it runs before node_modules exists.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -70,15 +71,53 @@ function hasPostgres() {
   }
 }
 
+/** Debian's libsecp256k1 headers and the linker's libsecp256k1.so (libsecp256k1-dev). */
+function hasSecp256k1Dev() {
+  return existsSync('/usr/include/secp256k1.h') && existsSync('/usr/include/secp256k1_extrakeys.h') &&
+    ['/usr/lib/x86_64-linux-gnu/libsecp256k1.so', '/usr/lib/aarch64-linux-gnu/libsecp256k1.so', '/usr/lib/libsecp256k1.so'].some((p) => existsSync(p));
+}
+
+/** npm's own node-gyp (npm ships one), so nothing more is downloaded. */
+function findNodeGyp() {
+  const candidates = [];
+  if (process.env.npm_execpath) candidates.push(join(dirname(process.env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  const prefix = dirname(dirname(process.execPath));
+  candidates.push(join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  candidates.push(join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  return candidates.find((p) => existsSync(p));
+}
+
+const ADDON = join(root, 'native', 'build', 'Release', 'musig2_secp256k1.node');
+
+/** Builds native/ when its output is missing or older than its sources. */
+function ensureAddon() {
+  const built = mtime(ADDON);
+  const sources = [join(root, 'native', 'binding.gyp'), ...readdirSync(join(root, 'native', 'src')).map((f) => join(root, 'native', 'src', f))];
+  if (built > 0 && sources.every((f) => mtime(f) <= built)) return;
+  const gyp = findNodeGyp();
+  if (gyp === undefined) {
+    console.error('[ensure-deps] cannot find node-gyp (it ships with npm); the native curve backend is not built');
+    process.exit(1);
+  }
+  // Node's own headers when they are installed (Debian's nodejs, the official tarball), so
+  // node-gyp downloads nothing.
+  const prefix = dirname(dirname(process.execPath));
+  const nodedir = existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
+  run(process.execPath, [gyp, 'rebuild', ...nodedir], { cwd: join(root, 'native') });
+}
+
 // `npm test` (pretest) and `npm run bench` (--postgres) need PostgreSQL for the shared-ledger
-// tests and benchmark; `npm start` does not. build, lint and typecheck need only npm packages.
+// tests and benchmark; `npm start` does not. build, lint and typecheck need only npm packages
+// (the TypeScript compiles without the addon).
 const npmOnly = process.argv.includes('--npm-only');
 const wantPostgres = process.argv.includes('--postgres') || process.env.npm_lifecycle_event === 'pretest';
 if (!npmOnly) ensureSoftHsm();
 // The tests also compile the contract with protoc, the oracle for server reflection.
 const wantTestTools = process.env.npm_lifecycle_event === 'pretest';
-const testPackages = [];
-if (!npmOnly && wantPostgres && !hasPostgres()) testPackages.push('postgresql');
-if (!npmOnly && wantTestTools && !existsSync('/usr/bin/protoc')) testPackages.push('protobuf-compiler');
-if (testPackages.length > 0) aptInstall(testPackages);
+const debPackages = [];
+if (!npmOnly && !hasSecp256k1Dev()) debPackages.push('libsecp256k1-dev');
+if (!npmOnly && wantPostgres && !hasPostgres()) debPackages.push('postgresql');
+if (!npmOnly && wantTestTools && !existsSync('/usr/bin/protoc')) debPackages.push('protobuf-compiler');
+if (debPackages.length > 0) aptInstall(debPackages);
 ensureNpmPackages();
+if (!npmOnly) ensureAddon();

@@ -4,7 +4,8 @@
 #   SOFTHSM_SO_PIN=... SOFTHSM_USER_PIN=... softhsm/init-token.sh DIR LABEL
 #
 # DIR gets its own softhsm2.conf and tokens/ folder. The token is initialised with LABEL and
-# both PINs, and the AES-256 KEK is created inside it. Running it again changes nothing.
+# both PINs, and the AES-256 KEK and the audit MAC key are created inside it. Running it again
+# changes nothing.
 # PINs come from the environment so they never appear in a process listing. On success it
 # prints, on stdout, the two variables a process needs to use the token:
 #   SOFTHSM2_CONF=DIR/softhsm2.conf
@@ -63,7 +64,7 @@ if [ ! -f "$conf" ] || [ "$(cat "$conf")" != "$want" ]; then
   mv "$conf.tmp" "$conf"
 fi
 
-# Token, user PIN and KEK through PKCS#11 itself (idempotent; see src/keystore/softhsm-provision.ts).
+# Token, user PIN, KEK and audit MAC key through PKCS#11 itself (idempotent; see src/keystore/softhsm-provision.ts).
 export SOFTHSM2_CONF="$conf"
 tsx="$root/node_modules/.bin/tsx"
 [ -x "$tsx" ] || die "node_modules is missing: run npm ci first"

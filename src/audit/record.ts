@@ -24,7 +24,17 @@ export interface AuditRecord extends AuditFields {
   hash: string;
 }
 
-const RESERVED = new Set(['seq', 'time', 'prev', 'hash']);
+// `chain` and `mac` belong to the keyed format (keyed.ts).
+const RESERVED = new Set(['seq', 'time', 'prev', 'hash', 'chain', 'mac']);
+
+/** Caps that give one record a known maximum size: fields per record, characters per string value. */
+export const MAX_AUDIT_FIELDS = 24;
+export const MAX_AUDIT_VALUE_CHARS = 512;
+
+/** A string value cut to MAX_AUDIT_VALUE_CHARS, marked when cut; other values as they are. */
+export function capAuditValue(v: AuditValue): AuditValue {
+  return typeof v === 'string' && v.length > MAX_AUDIT_VALUE_CHARS ? `${v.slice(0, MAX_AUDIT_VALUE_CHARS - 13)}… (truncated)` : v;
+}
 
 /** JSON with sorted keys; only flat objects of JSON scalars are accepted. */
 export function canonical(fields: AuditFields): string {
@@ -46,8 +56,11 @@ export function recordHash(withoutHash: AuditFields): string {
 
 /** Throws a TypeError for a reserved name or a value that is not a JSON scalar. */
 export function checkFields(fields: AuditFields): void {
-  for (const k of Object.keys(fields)) {
+  const keys = Object.keys(fields);
+  if (keys.length > MAX_AUDIT_FIELDS) throw new TypeError(`an audit record takes at most ${MAX_AUDIT_FIELDS} fields`);
+  for (const k of keys) {
     if (RESERVED.has(k) || k === 'event') throw new TypeError(`audit field '${k}' is reserved`);
+    if (k.length > 64) throw new TypeError('audit field names are at most 64 characters');
   }
   canonical(fields);
 }
@@ -60,7 +73,9 @@ export function chainRecord(
   fields: AuditFields,
 ): AuditRecord {
   checkFields(fields);
-  const body: AuditFields = { seq: last.seq + 1, time: time.toISOString(), prev: last.hash, event, ...fields };
+  const capped: AuditFields = {};
+  for (const [k, v] of Object.entries(fields)) capped[k] = capAuditValue(v);
+  const body: AuditFields = { seq: last.seq + 1, time: time.toISOString(), prev: last.hash, event: String(capAuditValue(event)), ...capped };
   return { ...body, hash: recordHash(body) } as AuditRecord;
 }
 

@@ -86,5 +86,8 @@ export function keystoreOptions(flags: Record<string, unknown>, env: NodeJS.Proc
   const pinFileFlag = typeof flags[PKCS11_SETTINGS.pinFile.flag] === 'string';
   const pin = pinFileFlag ? undefined : s.pin;
   if (pin && s.pinFile) throw new CliError(`set only one of ${PKCS11_SETTINGS.pin.env} and ${PKCS11_SETTINGS.pinFile.env}`, 2);
+  // Read once: no copy stays in this process's environment (child processes, worker threads,
+  // diagnostics that dump the environment).
+  delete process.env[PKCS11_SETTINGS.pin.env];
   return { modulePath: s.module!, tokenLabel: s.token, pin, pinFile: s.pinFile };
 }

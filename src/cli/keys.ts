@@ -55,6 +55,9 @@ async function runSubcommand(sub: 'create' | 'import' | 'list', argv: string[]):
         return 0;
       }
       const key = sub === 'create' ? await ks.createKey(label!) : await ks.importKey(label!, secret!);
+      // Provisioning a token makes its audit MAC key too, so replicas sharing the token never
+      // race to create it on their first start.
+      await ks.ensureAuditKey(true);
       console.log(json ? JSON.stringify(toJson(key), null, 2) : formatTable([key]));
       return 0;
     });

@@ -5,7 +5,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   audit: {
-    summary: 'verify FILE: check the hash chain of an audit log and name the first bad line',
+    summary: 'verify FILE [--ledger URL]: check the keyed chain of an audit log (in the token) and its ledger anchor; name the first bad line',
     load: async () => (await import('./audit.js')).runAudit,
   },
   descriptor: {

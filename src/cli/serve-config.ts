@@ -3,6 +3,8 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { KeystoreOptions } from '../keystore/index.js';
+import { BACKEND_CHOICES } from '../musig2/index.js';
+import type { BackendChoice } from '../musig2/index.js';
 import { MAX_WORKERS, defaultPoolSize } from '../signer/compute-pool.js';
 import { DEFAULT_PSBT_LIMITS } from '../psbt/index.js';
 import { keystoreOptions, PKCS11_SETTINGS, resolveSettings, settingOptions, settingsHelp } from './config.js';
@@ -48,7 +50,7 @@ export const SERVE_SETTINGS = {
   auditLog: {
     flag: 'audit-log',
     env: 'MUSIG2_AUDIT_LOG',
-    description: 'audit log, JSON lines (required on a non-loopback address unless --insecure)',
+    description: 'audit log: JSON lines chained by a MAC in the token, anchored in the ledger, one daemon per file (required on a non-loopback address unless --insecure)',
   },
   policy: {
     flag: 'policy',
@@ -71,6 +73,29 @@ export const SERVE_SETTINGS = {
     env: 'MUSIG2_MAX_SESSIONS',
     description: 'cap on open round-1 sessions (default 10000)',
     default: () => '10000',
+  },
+  maxSessionsPerClient: {
+    flag: 'max-sessions-per-client',
+    env: 'MUSIG2_MAX_SESSIONS_PER_CLIENT',
+    description: 'cap on the open round-1 sessions of one client identity (default: a quarter of --max-sessions)',
+  },
+  maxCallsPerClient: {
+    flag: 'max-calls-per-client',
+    env: 'MUSIG2_MAX_CALLS_PER_CLIENT',
+    description: 'calls one client identity may have in flight, and HTTP/2 streams per connection (default 256)',
+    default: () => '256',
+  },
+  maxComputePerClient: {
+    flag: 'max-compute-per-client',
+    env: 'MUSIG2_MAX_COMPUTE_PER_CLIENT',
+    description: 'signing and Aggregator computations one client identity may have queued or running (default 128)',
+    default: () => '128',
+  },
+  maxComputeQueue: {
+    flag: 'max-compute-queue',
+    env: 'MUSIG2_MAX_COMPUTE_QUEUE',
+    description: 'computations waiting for a worker, all clients together; past it RESOURCE_EXHAUSTED at once (default 1024)',
+    default: () => '1024',
   },
   maxMessageBytes: {
     flag: 'max-message-bytes',
@@ -108,6 +133,12 @@ export const SERVE_SETTINGS = {
     description: 'worker threads for the curve arithmetic of signing and the Aggregator (default: one per core; 0 = on the event loop)',
     default: () => String(defaultPoolSize()),
   },
+  curveBackend: {
+    flag: 'curve-backend',
+    env: 'MUSIG2_CURVE_BACKEND',
+    description: 'curve arithmetic: native (libsecp256k1; refuse to start without it), noble (JavaScript) or auto (native if it loads; default)',
+    default: () => 'auto',
+  },
   logLevel: { flag: 'log-level', env: 'MUSIG2_LOG_LEVEL', description: 'pino log level (default info)', default: () => 'info' },
 } as const satisfies Record<string, Setting>;
 
@@ -121,6 +152,14 @@ export interface ServeConfig {
   role: 'signer' | 'final-signer';
   sessionTtlMs: number;
   maxSessions: number;
+  /** Open sessions of one client identity. */
+  maxSessionsPerClient: number;
+  /** Calls in flight of one client identity (and HTTP/2 streams per connection). */
+  maxCallsPerClient: number;
+  /** Computations queued or running for one client identity. */
+  maxComputePerClient: number;
+  /** Computations waiting for a worker, all clients together. */
+  maxComputeQueue: number;
   maxMessageBytes: number;
   maxSigners: number;
   /** Largest PSBT accepted, in bytes. */
@@ -138,6 +177,8 @@ export interface ServeConfig {
   shutdownGraceMs: number;
   /** Worker threads for the signing arithmetic; 0 runs it on the event loop. */
   workers: number;
+  /** Which curve backend runs the arithmetic (main thread and workers alike). */
+  curveBackend: BackendChoice;
   logLevel: string;
   keystore: KeystoreOptions;
 }
@@ -163,6 +204,13 @@ function workerCount(text: string): number {
     throw new CliError(`--${flag} must be a whole number from 0 to ${MAX_WORKERS}, got '${text}'`, 2);
   }
   return Number(text);
+}
+
+function curveBackend(text: string): BackendChoice {
+  if (!(BACKEND_CHOICES as readonly string[]).includes(text)) {
+    throw new CliError(`--${SERVE_SETTINGS.curveBackend.flag} must be one of ${BACKEND_CHOICES.join(', ')}, got '${text}'`, 2);
+  }
+  return text as BackendChoice;
 }
 
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
@@ -195,6 +243,11 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     role,
     sessionTtlMs: int('sessionTtlMs'),
     maxSessions: int('maxSessions'),
+    maxSessionsPerClient:
+      s.maxSessionsPerClient === undefined ? Math.max(1, Math.floor(int('maxSessions') / 4)) : int('maxSessionsPerClient'),
+    maxCallsPerClient: int('maxCallsPerClient'),
+    maxComputePerClient: int('maxComputePerClient'),
+    maxComputeQueue: int('maxComputeQueue'),
     maxMessageBytes: int('maxMessageBytes'),
     maxSigners: int('maxSigners'),
     maxPsbtBytes: int('maxPsbtBytes'),
@@ -206,6 +259,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey, ...(tlsClientCa ? { clientCaFile: tlsClientCa } : {}) } : undefined,
     shutdownGraceMs: int('shutdownGraceMs'),
     workers: workerCount(s.workers!),
+    curveBackend: curveBackend(s.curveBackend!),
     logLevel: s.logLevel!,
     keystore: keystoreOptions(values, env),
   };

@@ -5,8 +5,10 @@
 import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { AuditLog, AuditLogCorruptError, AuditUnavailableError } from '../audit/index.js';
+import { AuditAnchorError, AuditLockedError, AuditLog, AuditLogCorruptError, AuditUnavailableError } from '../audit/index.js';
+import type { AuditKey } from '../audit/index.js';
 import { Keystore } from '../keystore/index.js';
+import { Musig2Error, selectBackend } from '../musig2/index.js';
 import { NoLedger, openLedger } from '../ledger/index.js';
 import type { NonceLedger } from '../ledger/index.js';
 import {
@@ -94,6 +96,68 @@ function checkAddresses(config: ServeConfig): void {
   }
 }
 
+/** The token's audit MAC key, as the audit log uses it. */
+export function auditKeyOf(keystore: Keystore): AuditKey {
+  return { ensure: (create) => keystore.ensureAuditKey(create), withMac: (fn) => keystore.withAuditMac(fn) };
+}
+
+/**
+ * Opens the audit log: its lock, its keyed chain, its tail checked against the ledger's anchor.
+ * A log that ends before the anchored head is an alarm (records were cut) and a refusal.
+ * With --ledger none there is nowhere to anchor: the chain is still keyed and locked, but a log
+ * cut at its end is not caught at start (said in the start log).
+ */
+async function openAuditLog(
+  config: ServeConfig,
+  keystore: Keystore,
+  anchor: NonceLedger | undefined,
+  policy: Policy | undefined,
+  logger: Logger,
+  metrics: Metrics,
+): Promise<AuditLog> {
+  const path = config.auditLog!;
+  if (!anchor) {
+    logger.warn(
+      { event: 'audit_log_unanchored', file: path },
+      'audit log not anchored (--ledger none): a log cut at its end is not caught at start; keep it on append-only storage or ship it off the host',
+    );
+  }
+  try {
+    return await AuditLog.open(path, {
+      key: auditKeyOf(keystore),
+      ...(anchor ? { anchor } : {}),
+      openFields: { pid: process.pid, listen: config.listen, acl: config.acl ?? null, ...(policy ? { policy_hash: policy.hashHex } : {}) },
+      onStateChange: (healthy, err) =>
+        healthy ? logger.warn('audit log writable again: signing resumes') : logger.error({ err }, 'audit log write failed: signing stops'),
+      onAlarm: (event, details) => {
+        metrics.auditAlarms.inc();
+        const what = event === 'audit_log_cut' ? 'the audit log was cut under the daemon' : 'another writer continues this audit chain (a fork)';
+        logger.error({ event, alarm: true, ...details }, `ALARM ${event}: ${what}; signing stops until a restart`);
+      },
+      onAnchorError: (err) => logger.warn({ err }, 'audit head could not be anchored in the ledger (retried with each new record; said once)'),
+    });
+  } catch (err) {
+    if (err instanceof AuditAnchorError) {
+      logger.error(
+        {
+          event: 'audit_log_behind_ledger',
+          alarm: true,
+          file: path,
+          chain: err.anchor.chain,
+          fileSeq: err.file?.seq ?? 0,
+          ledgerSeq: err.anchor.seq,
+        },
+        'ALARM audit_log_behind_ledger',
+      );
+      throw new CliError(err.message);
+    }
+    if (err instanceof AuditLogCorruptError || err instanceof AuditUnavailableError || err instanceof AuditLockedError) {
+      throw new CliError(err.message);
+    }
+    throw err;
+  }
+}
+
 /** Opens the token and the ledger and starts serving; logs "listening on ADDR" once bound. */
 export async function startDaemon(config: ServeConfig, logger: Logger): Promise<RunningDaemon> {
   // Refuse a bad address before touching the token; DaemonServer.start checks again.
@@ -145,9 +209,26 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
   let gate: PolicyGate | undefined;
   let audit: AuditLog | undefined;
   try {
+    // The curve backend, before the workers start: they run the one chosen here.
+    let chosen: ReturnType<typeof selectBackend>;
+    try {
+      chosen = selectBackend(config.curveBackend);
+    } catch (err) {
+      if (err instanceof Musig2Error) throw new CliError(`--curve-backend ${config.curveBackend}: ${err.message}`, 1);
+      throw err;
+    }
+    logger.info(
+      { curveBackend: chosen.backend, requested: config.curveBackend, ...(chosen.reason === undefined ? {} : { nativeUnavailable: chosen.reason }) },
+      `curve backend ${chosen.backend}` +
+        (config.curveBackend === 'auto' ? ` (auto: ${chosen.reason === undefined ? 'the native addon loaded' : `native unavailable, ${chosen.reason}`})` : ''),
+    );
     // The signing arithmetic's worker threads (each builds its tables, ~0.2 s, in parallel).
     // Closed after the signer, so nothing is mid-call when the workers go.
-    const compute = await ComputePool.start(config.workers, { logger });
+    const compute = await ComputePool.start(config.workers, {
+      logger,
+      maxPerClient: config.maxComputePerClient,
+      maxQueued: config.maxComputeQueue,
+    });
     closers.push({ name: 'compute pool', close: () => compute.close() });
     logger.info({ workers: compute.size }, `curve arithmetic (signing and Aggregator) on ${compute.size === 0 ? 'the event loop' : `${compute.size} worker thread(s)`}`);
     const keystore = await Keystore.open(config.keystore);
@@ -163,12 +244,14 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       signerCounters: () => signer.counters,
       keystoreStats: () => keystore.stats,
       ...(gate ? { policyRefusals: () => gate!.refusals } : {}),
+      curveBackend: () => chosen.backend,
     });
     signer = new SignerService({
       keystore,
       ledger,
       sessionTtlMs: config.sessionTtlMs,
       maxSessions: config.maxSessions,
+      maxSessionsPerClient: config.maxSessionsPerClient,
       maxMessageBytes: config.maxMessageBytes,
       maxSigners: config.maxSigners,
       logger,
@@ -191,16 +274,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
     closers.push({ name: 'PSBT signer', close: () => psbt.close() });
 
     if (config.auditLog) {
-      try {
-        audit = await AuditLog.open(config.auditLog, {
-          openFields: { pid: process.pid, listen: config.listen, acl: config.acl ?? null, ...(policy ? { policy_hash: policy.hashHex } : {}) },
-          onStateChange: (healthy, err) =>
-            healthy ? logger.warn('audit log writable again: signing resumes') : logger.error({ err }, 'audit log write failed: signing stops'),
-        });
-      } catch (err) {
-        if (err instanceof AuditLogCorruptError || err instanceof AuditUnavailableError) throw new CliError(err.message);
-        throw err;
-      }
+      audit = await openAuditLog(config, keystore, noLedger ? undefined : ledger, policy, logger, metrics);
       const opened = audit;
       closers.push({ name: 'audit log', close: () => opened.close() });
     }
@@ -221,6 +295,7 @@ export async function startDaemon(config: ServeConfig, logger: Logger): Promise<
       metrics,
       acl,
       audit,
+      maxCallsPerClient: config.maxCallsPerClient,
       psbt,
       psbtLimits: { maxPsbtBytes: config.maxPsbtBytes, maxInputs: config.maxPsbtInputs },
       ...(gate ? { policyHash: () => gate!.policy.hashHex } : {}),

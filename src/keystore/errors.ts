@@ -19,6 +19,8 @@ export type KeystoreErrorCode =
   | 'INVALID_SECRET'
   | 'KEK_MISSING'
   | 'KEK_POLICY'
+  | 'AUDIT_KEY_MISSING'
+  | 'AUDIT_KEY_POLICY'
   | 'CLOSED'
   | 'PKCS11';
 

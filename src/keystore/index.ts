@@ -18,7 +18,8 @@ export {
 } from './errors.js';
 export type { KeystoreErrorCode } from './errors.js';
 export { DEFAULT_KEK_LABEL } from './kek.js';
+export { DEFAULT_AUDIT_KEY_LABEL } from './audit-key.js';
 export { KEY_OBJECT_APPLICATION } from './blob.js';
-export { SECP256K1_ORDER, isValidSecretScalar } from './validation.js';
+export { SECP256K1_ORDER, isValidSecretScalar, isValidLabel, LABEL_RULE, MAX_LABEL_LENGTH } from './validation.js';
 export { findSoftHsmModule, initSoftHsmToken, provisionSoftHsmToken, SOFTHSM_MODULE_CANDIDATES } from './softhsm.js';
 export type { SoftHsmToken, SoftHsmTokenSpec } from './softhsm.js';

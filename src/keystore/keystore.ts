@@ -22,6 +22,7 @@ import {
   KeyNotFoundError,
   KeystoreError,
 } from './errors.js';
+import { DEFAULT_AUDIT_KEY_LABEL, checkAuditKeyPolicy, createAuditKey, findAuditKeys, hmacSha256 } from './audit-key.js';
 import { DEFAULT_KEK_LABEL, checkKekPolicy, createKek, findKeks } from './kek.js';
 import { Pkcs11Module } from './module.js';
 import { resolvePin } from './pin.js';
@@ -67,6 +68,7 @@ const MAX_SCALAR_DRAWS = 16;
 export class Keystore {
   private index = new Map<string, KeyEntry>();
   private kek: { handle: Handle; generation: number } | undefined;
+  private auditKey: { handle: Handle; generation: number } | undefined;
   private closed = false;
 
   private constructor(
@@ -179,8 +181,43 @@ export class Keystore {
   /** `n` bytes of the token's C_GenerateRandom hashed with as many from the OS CSPRNG. */
   async random(n: number): Promise<Uint8Array> {
     if (!Number.isInteger(n) || n < 1 || n > MAX_RANDOM_BYTES) throw new RangeError(`random(n): n must be in [1, ${MAX_RANDOM_BYTES}]`);
-    const token = await this.pool.run((ctx) => Buffer.from(this.mod.api.C_GenerateRandom(ctx.session, Buffer.alloc(n))));
+    const token = await this.pool.run((ctx) => {
+      // The buffer the token wrote into is wiped here; mixEntropy wipes the copy.
+      const raw = Buffer.alloc(n);
+      try {
+        return Uint8Array.from(this.mod.api.C_GenerateRandom(ctx.session, raw));
+      } finally {
+        raw.fill(0);
+      }
+    });
     return mixEntropy(token, randomBytes(n), n);
+  }
+
+  /**
+   * Finds the audit MAC key (audit-key.ts), checking its attributes; with `create`, generates
+   * it in the token when there is none. Returns whether the token has it now.
+   */
+  async ensureAuditKey(create: boolean): Promise<'found' | 'created' | 'missing'> {
+    return this.pool.run((ctx) => {
+      if (this.findAuditKey(ctx)) return 'found';
+      if (!create) return 'missing';
+      const handle = createAuditKey(this.mod.api, ctx.session, DEFAULT_AUDIT_KEY_LABEL);
+      checkAuditKeyPolicy(this.mod.api, ctx.session, handle, DEFAULT_AUDIT_KEY_LABEL);
+      this.auditKey = { handle, generation: ctx.generation };
+      return 'created';
+    });
+  }
+
+  /**
+   * Runs `fn` on one leased session with a synchronous HMAC-SHA256 under the audit MAC key, so
+   * a batch of chained records costs one lease. `fn` may run twice (a reconnect retries it).
+   */
+  async withAuditMac<T>(fn: (mac: (data: Uint8Array) => Buffer) => T): Promise<T> {
+    return this.pool.run((ctx) => {
+      const key = this.findAuditKey(ctx);
+      if (!key) throw new KeystoreError('AUDIT_KEY_MISSING', `the token has no audit MAC key "${DEFAULT_AUDIT_KEY_LABEL}"`);
+      return fn((data) => hmacSha256(this.mod.api, ctx.session, key, data));
+    });
   }
 
   /** Whether the token answers (reconnecting if needed). Never throws. */
@@ -296,6 +333,17 @@ export class Keystore {
     if (handle === undefined) return undefined;
     checkKekPolicy(this.mod.api, ctx.session, handle, this.kekLabel);
     this.kek = { handle, generation: ctx.generation };
+    return handle;
+  }
+
+  private findAuditKey(ctx: SessionContext): Handle | undefined {
+    if (this.auditKey?.generation === ctx.generation) return this.auditKey.handle;
+    const found = findAuditKeys(this.mod.api, ctx.session, DEFAULT_AUDIT_KEY_LABEL);
+    if (found.length > 1) throw new KeystoreError('AUDIT_KEY_POLICY', `${found.length} keys are labelled "${DEFAULT_AUDIT_KEY_LABEL}"; expected one`);
+    const handle = found[0];
+    if (handle === undefined) return undefined;
+    checkAuditKeyPolicy(this.mod.api, ctx.session, handle, DEFAULT_AUDIT_KEY_LABEL);
+    this.auditKey = { handle, generation: ctx.generation };
     return handle;
   }
 

@@ -1,5 +1,5 @@
-// Run by softhsm/init-token.sh: initialises a SoftHSM2 token and creates its KEK, reading the
-// PINs from the environment so they never reach a command line. Idempotent.
+// Run by softhsm/init-token.sh: initialises a SoftHSM2 token and creates its KEK and audit MAC
+// key, reading the PINs from the environment so they never reach a command line. Idempotent.
 //
 //   SOFTHSM2_CONF=... SOFTHSM_SO_PIN=... SOFTHSM_USER_PIN=... tsx softhsm-provision.ts MODULE LABEL
 import { provisionSoftHsmToken } from './softhsm.js';

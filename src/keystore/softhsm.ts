@@ -79,8 +79,8 @@ function freeSlot(api: PKCS11): Handle {
 }
 
 /**
- * Initialises the token (label, SO PIN, user PIN) unless it exists, then creates its KEK
- * unless present, all through PKCS#11. Needs SOFTHSM2_CONF set to a project-local config
+ * Initialises the token (label, SO PIN, user PIN) unless it exists, then creates its KEK and
+ * its audit MAC key unless present, all through PKCS#11. Needs SOFTHSM2_CONF set to a project-local config
  * before the module is loaded. Returns what it did (empty when nothing was needed).
  */
 export async function provisionSoftHsmToken(modulePath: string, label: string, soPin: string, userPin: string): Promise<string[]> {
@@ -115,6 +115,7 @@ export async function provisionSoftHsmToken(modulePath: string, label: string, s
   const ks = await Keystore.open({ modulePath, tokenLabel: label, pin: userPin, poolSize: 1 });
   try {
     if (await ks.ensureKek()) done.push('KEK created');
+    if ((await ks.ensureAuditKey(true)) === 'created') done.push('audit MAC key created');
   } finally {
     await ks.close();
   }

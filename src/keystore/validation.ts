@@ -10,12 +10,18 @@ export const SECP256K1_ORDER = Uint8Array.from(
   Buffer.from('fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141', 'hex'),
 );
 
+/** Longest key label; the daemon refuses longer key ids before reading them further. */
+export const MAX_LABEL_LENGTH = 64;
 const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+export const LABEL_RULE = 'use 1 to 64 characters from A-Z a-z 0-9 . _ : - , starting with a letter or digit';
+
+/** Whether `label` is a label `keys create` and `keys import` accept (so a key id that can exist). */
+export function isValidLabel(label: string): boolean {
+  return label.length <= MAX_LABEL_LENGTH && LABEL_RE.test(label);
+}
 
 export function validateLabel(label: string): void {
-  if (!LABEL_RE.test(label)) {
-    throw new InvalidLabelError('use 1 to 64 characters from A-Z a-z 0-9 . _ : - , starting with a letter or digit');
-  }
+  if (!isValidLabel(label)) throw new InvalidLabelError(LABEL_RULE);
 }
 
 /**

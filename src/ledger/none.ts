@@ -2,7 +2,9 @@
 // DeterministicSign keeps no state, so the only thing a ledger adds on that path is the record of
 // what was signed. This one records nothing, refuses every random-nonce write (a final signer
 // makes no random nonce) and every velocity charge (a policy with per_period needs a real ledger,
-// and the daemon refuses to start without one).
+// and the daemon refuses to start without one). It anchors no audit chain either: serve opens the
+// audit log without an anchor, and these methods refuse rather than answer "no head" or "not
+// moved" (the latter would read as another writer on the chain: a fork alarm).
 import { LedgerUnavailableError } from './errors.js';
 import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult } from './types.js';
 
@@ -38,6 +40,14 @@ export class NoLedger implements NonceLedger {
 
   recordDeterministicCharging(): Promise<RecordDeterministicResult[]> {
     return refuse('velocity');
+  }
+
+  recordAuditHead(): Promise<boolean> {
+    return refuse('an audit anchor');
+  }
+
+  auditHead(): Promise<{ seq: number; mac: string } | null> {
+    return refuse('an audit anchor');
   }
 
   async findByPubnonce(): Promise<NonceRecord | null> {

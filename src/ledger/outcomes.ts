@@ -23,6 +23,13 @@ export function checkLength(name: string, value: Uint8Array, len: number): void 
   }
 }
 
+/** An audit head as the anchor table stores it: 32-hex-digit chain id, positive seq, 64-hex-digit mac. */
+export function checkAuditHead(head: { chain: string; seq: number; mac: string }): void {
+  if (!/^[0-9a-f]{32}$/.test(head.chain)) throw new LedgerError('audit chain id must be 32 hex digits');
+  if (!Number.isSafeInteger(head.seq) || head.seq < 1) throw new LedgerError('audit seq must be a positive integer');
+  if (!/^[0-9a-f]{64}$/.test(head.mac)) throw new LedgerError('audit mac must be 64 hex digits');
+}
+
 /** Both drivers bind Buffers (pg would send a plain Uint8Array as text); a view, not a copy. */
 export function toBuffer(u8: Uint8Array): Buffer {
   return Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);

@@ -40,6 +40,18 @@ const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 2,
+    // The audit log's anchor: the last durable head of each audit chain (see types.ts).
+    sql: `
+      CREATE TABLE audit_heads (
+        chain      TEXT   PRIMARY KEY CHECK (char_length(chain) = 32),
+        seq        BIGINT NOT NULL CHECK (seq >= 1),
+        mac        TEXT   NOT NULL CHECK (char_length(mac) = 64),
+        updated_at BIGINT NOT NULL
+      );
+    `,
+  },
+  {
+    version: 3,
     // Signing-policy velocity, as in SQLite: charges once per txid, and a running total per
     // window whose conditional UPDATE (row-locked) is the atomic check-and-charge.
     sql: `

@@ -36,8 +36,25 @@ import {
   VelocityExceededError,
 } from './errors.js';
 import { migrate } from './postgres-schema.js';
-import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult, VelocityChargeEntry } from './types.js';
-import { checkCharge, checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
+import type {
+  AuditHeadRecord,
+  MarkUsedResult,
+  NonceLedger,
+  NonceRecord,
+  RecordDeterministicResult,
+  VelocityChargeEntry,
+} from './types.js';
+import {
+  checkAuditHead,
+  checkCharge,
+  checkLength,
+  deterministicOutcome,
+  markUsedOutcome,
+  storePsigOutcome,
+  toBuffer,
+  toRecord,
+  type LedgerRow,
+} from './outcomes.js';
 
 export interface PostgresLedgerOptions {
   /** postgres:// or postgresql:// connection URL (libpq style; may carry sslmode etc.). */
@@ -84,6 +101,10 @@ const SQL = {
                WHERE key_id = $1 AND rule = $2 AND period_start = $3 AND spent + $4 <= $5 RETURNING spent`,
   spent: `SELECT COALESCE(SUM(amount), 0)::text AS s FROM velocity_charges
           WHERE key_id = $1 AND rule = $2 AND period_start = $3 AND txid <> $4`,
+  upsertAuditHead: `INSERT INTO audit_heads (chain, seq, mac, updated_at) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, updated_at = excluded.updated_at
+                    WHERE excluded.seq > audit_heads.seq`,
+  auditHead: 'SELECT seq, mac FROM audit_heads WHERE chain = $1',
 } as const;
 
 type TxQuery = (text: string, values: unknown[]) => Promise<pg.QueryResult>;
@@ -274,6 +295,9 @@ export class PostgresLedger implements NonceLedger {
       } catch (err) {
         throw toLedgerError(op, err);
       }
+      // As in recordAuditHead: a server lost between statements must not be an unhandled 'error'.
+      const onError = () => undefined;
+      client.on('error', onError);
       let broken = false;
       const q: TxQuery = async (text, values) => {
         try {
@@ -293,8 +317,47 @@ export class PostgresLedger implements NonceLedger {
         });
         throw err;
       } finally {
+        // A destroyed client keeps its listener, for whatever it reports while closing.
+        if (!broken) client.off('error', onError);
         client.release(broken);
       }
+    });
+  }
+
+  /**
+   * One short transaction with synchronous_commit off: the anchor does not wait for a WAL flush
+   * of its own (losing the last one in a server crash leaves it behind, the safe direction).
+   */
+  async recordAuditHead(head: AuditHeadRecord): Promise<boolean> {
+    checkAuditHead(head);
+    return this.call(async () => {
+      let client: PoolClient | undefined;
+      // A checked-out client has no error listener: a server that goes away between two of
+      // these statements must not become an unhandled 'error' event.
+      const onError = () => undefined;
+      try {
+        client = await this.pool.connect();
+        client.on('error', onError);
+        await client.query('BEGIN');
+        await client.query('SET LOCAL synchronous_commit TO off');
+        const moved = await client.query(SQL.upsertAuditHead, [head.chain, head.seq, head.mac, this.now()]);
+        await client.query('COMMIT');
+        client.off('error', onError);
+        client.release();
+        return moved.rowCount === 1;
+      } catch (err) {
+        // Destroyed, not reused: its listener stays, for whatever it reports while closing.
+        client?.release(true);
+        throw toLedgerError('recordAuditHead', err);
+      }
+    });
+  }
+
+  async auditHead(chain: string): Promise<{ seq: number; mac: string } | null> {
+    return this.call(async () => {
+      const r = await this.query<{ seq: string; mac: string }>('auditHead', SQL.auditHead, [chain]);
+      const row = r.rows[0];
+      return row ? { seq: Number(row.seq), mac: row.mac } : null;
     });
   }
 

@@ -37,6 +37,18 @@ const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 2,
+    // The audit log's anchor: the last durable head of each audit chain (see types.ts).
+    sql: `
+      CREATE TABLE audit_heads (
+        chain      TEXT    PRIMARY KEY CHECK (length(chain) = 32),
+        seq        INTEGER NOT NULL CHECK (seq >= 1),
+        mac        TEXT    NOT NULL CHECK (length(mac) = 64),
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
+  {
+    version: 3,
     // Signing-policy velocity: one row per transaction charged to a window (a retry of the same
     // txid is not charged again), and the window's running total, updated only while it stays
     // within the rule's limit (the check and the charge are one statement).

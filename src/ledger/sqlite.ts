@@ -69,8 +69,25 @@ import {
   VelocityExceededError,
 } from './errors.js';
 import { migrate } from './sqlite-schema.js';
-import type { MarkUsedResult, NonceLedger, NonceRecord, RecordDeterministicResult, VelocityChargeEntry } from './types.js';
-import { checkCharge, checkLength, deterministicOutcome, markUsedOutcome, storePsigOutcome, toBuffer, toRecord, type LedgerRow } from './outcomes.js';
+import type {
+  AuditHeadRecord,
+  MarkUsedResult,
+  NonceLedger,
+  NonceRecord,
+  RecordDeterministicResult,
+  VelocityChargeEntry,
+} from './types.js';
+import {
+  checkAuditHead,
+  checkCharge,
+  checkLength,
+  deterministicOutcome,
+  markUsedOutcome,
+  storePsigOutcome,
+  toBuffer,
+  toRecord,
+  type LedgerRow,
+} from './outcomes.js';
 
 export interface SqliteLedgerOptions {
   /** Database file path; parent directories are created. `:memory:` for a throwaway ledger. */
@@ -144,6 +161,8 @@ export class SqliteLedger implements NonceLedger {
     ensureTotal: Database.Statement;
     addToTotal: Database.Statement;
     spent: Database.Statement;
+    upsertAuditHead: Database.Statement;
+    auditHead: Database.Statement;
   };
   /** The whole batch in one BEGIN IMMEDIATE … COMMIT; one outcome per request. */
   private readonly applyBatch: Database.Transaction<(batch: readonly PendingWrite[], at: number) => Outcome[]>;
@@ -197,6 +216,12 @@ export class SqliteLedger implements NonceLedger {
       spent: db.prepare(
         'SELECT COALESCE(SUM(amount), 0) AS s FROM velocity_charges WHERE key_id = ? AND rule = ? AND period_start = ? AND txid <> ?',
       ),
+      upsertAuditHead: db.prepare(
+        `INSERT INTO audit_heads (chain, seq, mac, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, updated_at = excluded.updated_at
+         WHERE excluded.seq > audit_heads.seq`,
+      ),
+      auditHead: db.prepare('SELECT seq, mac FROM audit_heads WHERE chain = ?'),
     };
     this.applyOne = db.transaction((w: PendingWrite, at: number) => w.apply(at));
     this.applyBatch = db.transaction((batch: readonly PendingWrite[], at: number) =>
@@ -355,6 +380,19 @@ export class SqliteLedger implements NonceLedger {
     if (this.stmts.addToTotal.run(c.amount, c.keyId, c.rule, c.periodStart, c.amount, c.limit).changes !== 1) {
       throw new VelocityExceededError(c.rule, c.periodStart);
     }
+  }
+
+  /** Rides the group commit like any write: no flush of its own when nonce writes are queued. */
+  async recordAuditHead(head: AuditHeadRecord): Promise<boolean> {
+    checkAuditHead(head);
+    return this.enqueue('recordAuditHead', (at): boolean => this.stmts.upsertAuditHead.run(head.chain, head.seq, head.mac, at).changes === 1);
+  }
+
+  async auditHead(chain: string): Promise<{ seq: number; mac: string } | null> {
+    return this.retrying('auditHead', () => {
+      const row = this.stmts.auditHead.get(chain) as { seq: number; mac: string } | undefined;
+      return row ? { seq: Number(row.seq), mac: row.mac } : null;
+    });
   }
 
   async findByPubnonce(pubnonce: Uint8Array): Promise<NonceRecord | null> {

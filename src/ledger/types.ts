@@ -20,6 +20,13 @@ export interface NonceRecord {
   readonly psig: Uint8Array | null; // 32 bytes, set once the signature is stored
 }
 
+/** An audit chain's head: its 32-hex-digit id, last sequence number and last mac (64 hex digits). */
+export interface AuditHeadRecord {
+  readonly chain: string;
+  readonly seq: number;
+  readonly mac: string;
+}
+
 /** Outcome of {@link NonceLedger.markUsed}. */
 export type MarkUsedResult =
   /** The nonce went from unused to used with this digest, and that is committed. */
@@ -121,6 +128,20 @@ export interface NonceLedger {
 
   /** The random-path row for a session id, or null. */
   findBySession(sessionId: Uint8Array): Promise<NonceRecord | null>;
+
+  /**
+   * The audit log's anchor: the last head (sequence number and mac) of an audit chain that the
+   * daemon saw durable, so a log cut at the end is caught at the next start (src/audit/log.ts).
+   * Records `head` unless the stored head of that chain is already as far or further (heads only
+   * move forward); resolves true when it recorded it, false when the stored head was as far or
+   * further. May ride the ledger's group commit; a lost last write only leaves the anchor
+   * behind, which is the safe direction.
+   * @throws LedgerUnavailableError on any database failure
+   */
+  recordAuditHead(head: AuditHeadRecord): Promise<boolean>;
+
+  /** The anchored head of an audit chain, or null. */
+  auditHead(chain: string): Promise<{ seq: number; mac: string } | null>;
 
   /**
    * True when the ledger can take its write lock right now and, if the last write failed

@@ -105,6 +105,14 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
+/**
+ * A copy of `x` in a Uint8Array of its own. Not `x.slice()`: on a Node Buffer (a Uint8Array
+ * subclass) slice() is a view of the caller's memory, not a copy.
+ */
+export function copyBytes(x: Uint8Array, start = 0, end = x.length): Uint8Array {
+  return new Uint8Array(x.subarray(start, end));
+}
+
 /** Concatenate byte arrays. */
 export function concat(...parts: Uint8Array[]): Uint8Array {
   let len = 0;

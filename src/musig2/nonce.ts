@@ -2,13 +2,11 @@
  * BIP327 NonceGen and NonceAgg.
  */
 import { randomBytes } from '@noble/hashes/utils.js';
-import {
-  N, Point, bytes32, cbytes, cbytesExt, checkByteList, checkBytes, concat, cpoint, cpointExt, normalizePoints, toHex, toInt, uintBytes,
-} from './encoding.js';
+import { checkByteList, checkBytes, concat, copyBytes, toHex, uintBytes } from './encoding.js';
 import { hashAux, hashNonce } from './hash.js';
-import { mulBaseSecret } from './curve.js';
 import { InvalidContributionError, InvalidInputError } from './errors.js';
-import { LruCache } from './lru.js';
+import type { Pt } from './backend.js';
+import type { Engine } from './engine.js';
 
 export interface NonceGenInput {
   sk?: Uint8Array; // 32, optional
@@ -24,42 +22,26 @@ export interface NonceGenOutput {
   pubnonce: Uint8Array; // 66 = cbytes(k1·G) || cbytes(k2·G)
 }
 
-/** Secret nonce pair from a NonceGen-style derivation, with its public points. */
-export interface NoncePair {
-  k1: bigint;
-  k2: bigint;
-  R1: Point;
-  R2: Point;
-}
-
-/** k1·G, k2·G (constant time) for a pair of nonces in [1, n). */
-export function noncePoints(k1: bigint, k2: bigint): NoncePair {
-  return { k1, k2, R1: mulBaseSecret(k1), R2: mulBaseSecret(k2) };
+/**
+ * The last step of both nonce derivations: k1 = int(h1) mod n and k2 = int(h2) mod n, written
+ * into k[0..64) by the backend (never as BigInts on the native backend), with their points.
+ */
+export function noncePoints(E: Engine, h1: Uint8Array, h2: Uint8Array, k: Uint8Array, zeroMessage: string): [Pt, Pt] {
+  const pair = E.curve.noncePair(h1, h2, k);
+  if (pair === null) {
+    k.fill(0);
+    throw new InvalidInputError(zeroMessage);
+  }
+  return pair;
 }
 
 /** pubnonce = cbytes(R1) || cbytes(R2). */
-export function encodePubnonce(pair: NoncePair): Uint8Array {
-  return concat(cbytes(pair.R1), cbytes(pair.R2));
-}
-
-/** secnonce = bytes(32, k1) || bytes(32, k2) || pk. */
-export function encodeSecnonce(k1: bigint, k2: bigint, pk: Uint8Array): Uint8Array {
-  const out = new Uint8Array(97);
-  const b1 = bytes32(k1);
-  const b2 = bytes32(k2);
-  try {
-    out.set(b1, 0);
-    out.set(b2, 32);
-    out.set(pk, 64);
-  } finally {
-    b1.fill(0);
-    b2.fill(0);
-  }
-  return out;
+export function encodePubnonce(E: Engine, [R1, R2]: readonly [Pt, Pt]): Uint8Array {
+  return concat(E.curve.encode(R1), E.curve.encode(R2));
 }
 
 /** NonceGen(sk, pk, aggpk, m, extra_in) with rand' from the CSPRNG unless injected. */
-export function nonceGen(input: NonceGenInput): NonceGenOutput {
+export function nonceGen(E: Engine, input: NonceGenInput): NonceGenOutput {
   if (typeof input !== 'object' || input === null) throw new InvalidInputError('input must be an object', 'input');
   const { sk, pk, aggpk, msg, extraIn, rand: randIn } = input;
   if (sk !== undefined) checkBytes(sk, 'sk', 32);
@@ -77,7 +59,7 @@ export function nonceGen(input: NonceGenInput): NonceGenOutput {
   const extra = extraIn ?? new Uint8Array(0);
   const secrets: Uint8Array[] = []; // wiped on the way out, whatever happens
   try {
-    const randPrime: Uint8Array = randIn === undefined ? randomBytes(32) : randIn.slice();
+    const randPrime: Uint8Array = randIn === undefined ? randomBytes(32) : copyBytes(randIn);
     secrets.push(randPrime);
     // rand = sk XOR hash_aux(rand') if sk is present, else rand'.
     let rand = randPrime;
@@ -94,66 +76,76 @@ export function nonceGen(input: NonceGenInput): NonceGenOutput {
     secrets.push(h1);
     const h2 = hashNonce(...parts, Uint8Array.of(1));
     secrets.push(h2);
-    const k1 = toInt(h1) % N;
-    const k2 = toInt(h2) % N;
-    if (k1 === 0n || k2 === 0n) throw new InvalidInputError('nonce derivation produced k = 0; retry');
-    const pair = noncePoints(k1, k2);
-    return { secnonce: encodeSecnonce(k1, k2, pk), pubnonce: encodePubnonce(pair) };
+    // secnonce = bytes(32, k1) || bytes(32, k2) || pk, with k1, k2 written in place.
+    const secnonce = new Uint8Array(97);
+    const pair = noncePoints(E, h1, h2, secnonce.subarray(0, 64), 'nonce derivation produced k = 0; retry');
+    secnonce.set(pk, 64);
+    return { secnonce, pubnonce: encodePubnonce(E, pair) };
   } finally {
     for (const buf of secrets) buf.fill(0);
   }
 }
 
-// Decoded pubnonces, so a coordinator verifying every signer of a session decodes each once.
-const decodedNonces = new LruCache<string, readonly [Point, Point]>(1024);
-
 /**
  * Decode pubnonces in BIP327 order (first halves of all nonces, then second halves), blaming
  * the first undecodable one. Returns the points as [R_i1, R_i2] per signer.
  */
-export function decodePubnonces(pubnonces: readonly Uint8Array[], blame: (i: number) => InvalidContributionError): [Point, Point][] {
+export function decodePubnonces(E: Engine, pubnonces: readonly Uint8Array[], blame: (i: number) => InvalidContributionError): [Pt, Pt][] {
+  const C = E.curve;
   const hexes = pubnonces.map(toHex);
   const misses: number[] = [];
-  const out = hexes.map((h, i): [Point, Point] => {
-    const hit = decodedNonces.get(h);
+  const out = hexes.map((h, i): [Pt, Pt] => {
+    const hit = E.nonces.get(h);
     if (hit !== undefined) return [hit[0], hit[1]];
     misses.push(i);
-    return [Point.ZERO, Point.ZERO];
+    return [C.INF, C.INF];
   });
   for (let j = 0; j < 2; j++) {
     for (const i of misses) {
-      const R = cpoint((pubnonces[i] as Uint8Array).subarray(33 * j, 33 * (j + 1)));
+      const R = C.decode((pubnonces[i] as Uint8Array).subarray(33 * j, 33 * (j + 1)));
       if (R === null) throw blame(i); // cached nonces decoded fine before, so the order holds
-      (out[i] as [Point, Point])[j] = R;
+      (out[i] as [Pt, Pt])[j] = R;
     }
   }
-  for (const i of misses) decodedNonces.set(hexes[i] as string, out[i] as [Point, Point]);
+  for (const i of misses) E.nonces.set(hexes[i] as string, out[i] as [Pt, Pt]);
   return out;
 }
 
-/** Sum decoded nonce pairs: the aggregate points and their cbytes_ext encoding. */
-export function aggregateNoncePoints(points: readonly (readonly [Point, Point])[]): { aggnonce: Uint8Array; R1: Point; R2: Point } {
-  let R1 = Point.ZERO;
-  let R2 = Point.ZERO;
-  for (const [a, b] of points) {
-    R1 = R1.add(a);
-    R2 = R2.add(b);
-  }
-  [R1, R2] = normalizePoints([R1, R2]) as [Point, Point]; // one inversion for both encodings
-  return { aggnonce: concat(cbytesExt(R1), cbytesExt(R2)), R1, R2 };
+/** cbytes_ext. */
+function encodeExt(E: Engine, P: Pt): Uint8Array {
+  return E.curve.isInf(P) ? new Uint8Array(33) : E.curve.encode(P);
 }
 
-/** NonceAgg(pubnonce_1..u): the 66-byte aggregate nonce. */
+/** cpoint_ext: 33 zero bytes decode to infinity. */
+export function decodeExt(E: Engine, c: Uint8Array): Pt | null {
+  if (c.length === 33 && c.every((b) => b === 0)) return E.curve.INF;
+  return E.curve.decode(c);
+}
+
+/** Sum decoded nonce pairs: the aggregate points and their cbytes_ext encoding. */
+export function aggregateNoncePoints(E: Engine, points: readonly (readonly [Pt, Pt])[]): { aggnonce: Uint8Array; R1: Pt; R2: Pt } {
+  const C = E.curve;
+  let R1 = C.INF;
+  let R2 = C.INF;
+  for (const [a, b] of points) {
+    R1 = C.add(R1, a);
+    R2 = C.add(R2, b);
+  }
+  [R1, R2] = C.normalize([R1, R2]) as [Pt, Pt]; // one inversion for both encodings
+  return { aggnonce: concat(encodeExt(E, R1), encodeExt(E, R2)), R1, R2 };
+}
+
 /**
  * Whether `aggnonce` is 66 bytes whose halves both decode by cpoint_ext, as Sign will require:
  * lets a caller refuse a bad aggnonce before it spends a secret nonce on it.
  */
-export function isValidAggnonce(aggnonce: Uint8Array): boolean {
-  return aggnonce.length === 66 && cpointExt(aggnonce.subarray(0, 33)) !== null && cpointExt(aggnonce.subarray(33, 66)) !== null;
+export function isValidAggnonce(E: Engine, aggnonce: Uint8Array): boolean {
+  return aggnonce.length === 66 && decodeExt(E, aggnonce.subarray(0, 33)) !== null && decodeExt(E, aggnonce.subarray(33, 66)) !== null;
 }
 
-export function nonceAgg(pubnonces: readonly Uint8Array[]): Uint8Array {
+/** NonceAgg(pubnonce_1..u): the 66-byte aggregate nonce. */
+export function nonceAgg(E: Engine, pubnonces: readonly Uint8Array[]): Uint8Array {
   checkByteList(pubnonces, 'pubnonces', 66, 1);
-  const points = decodePubnonces(pubnonces, (i) => new InvalidContributionError(i, 'pubnonce', 'not a valid pair of compressed points'));
-  return aggregateNoncePoints(points).aggnonce;
+  const points = decodePubnonces(E, pubnonces, (i) => new InvalidContributionError(i, 'pubnonce', 'not a valid pair of compressed points'));
+  return aggregateNoncePoints(E, points).aggnonce;
 }

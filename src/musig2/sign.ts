@@ -3,17 +3,15 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import {
-  N, Point, bytes32, cbytes, checkByteList, checkBytes, concat, cpointExt,
-  equalBytes, hasEvenY, modN, toHex, toInt, uintBytes, xbytes,
+  N, bytes32, checkByteList, checkBytes, concat, copyBytes, equalBytes, modN, toHex, toInt, uintBytes,
 } from './encoding.js';
 import { hashAux, hashChallenge, hashDetNonce, hashNonceCoef } from './hash.js';
-import { msmPublic, mulBaseSecret } from './curve.js';
 import { InvalidContributionError, InvalidInputError, Musig2Error } from './errors.js';
-import { LruCache } from './lru.js';
-import { MAX_CACHED_KEYS, checkTweaks, keyAggAndTweakSet, keyCoef } from './keyagg.js';
+import { checkTweaks, keyAggAndTweakSet, keyCoef } from './keyagg.js';
 import type { KeyAggContext, KeySet, Tweak } from './keyagg.js';
-import { aggregateNoncePoints, decodePubnonces, encodePubnonce, noncePoints } from './nonce.js';
-import type { NoncePair } from './nonce.js';
+import { aggregateNoncePoints, decodeExt, decodePubnonces, encodePubnonce, noncePoints } from './nonce.js';
+import type { Pt } from './backend.js';
+import type { Engine } from './engine.js';
 
 /** The BIP327 Session Context. */
 export interface SessionContext {
@@ -24,13 +22,13 @@ export interface SessionContext {
 }
 
 /** The output of GetSessionValues, plus the parities and encodings derived from it. */
-interface SessionValues {
+export interface SessionValues {
   readonly keyset: KeySet;
   readonly kctx: KeyAggContext;
   readonly Qeven: boolean;
   readonly Qx: Uint8Array;
   readonly b: bigint;
-  readonly R: Point;
+  readonly R: Pt;
   readonly Reven: boolean;
   readonly Rx: Uint8Array;
   readonly e: bigint;
@@ -50,51 +48,50 @@ function checkSessionContext(ctx: unknown, name = 'ctx'): asserts ctx is Session
  * aggnonce ourselves); otherwise aggnonce is decoded and the aggregator blamed if that fails.
  */
 function sessionValues(
-  aggnonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[], msg: Uint8Array,
-  aggPoints?: { R1: Point; R2: Point },
+  E: Engine, aggnonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[], msg: Uint8Array,
+  aggPoints?: { R1: Pt; R2: Pt },
 ): SessionValues {
-  const { keyset, ctx: kctx } = keyAggAndTweakSet(pubkeys, tweaks);
-  const Qx = xbytes(kctx.Q);
+  const C = E.curve;
+  const { keyset, ctx: kctx } = keyAggAndTweakSet(E, pubkeys, tweaks);
+  const Qx = C.xbytes(kctx.Q);
   const b = modN(toInt(hashNonceCoef(aggnonce, Qx, msg)));
-  let R1: Point | null;
-  let R2: Point | null;
+  let R1: Pt | null;
+  let R2: Pt | null;
   if (aggPoints !== undefined) {
     ({ R1, R2 } = aggPoints);
   } else {
-    R1 = cpointExt(aggnonce.subarray(0, 33));
-    R2 = cpointExt(aggnonce.subarray(33, 66));
+    R1 = decodeExt(E, aggnonce.subarray(0, 33));
+    R2 = decodeExt(E, aggnonce.subarray(33, 66));
     if (R1 === null || R2 === null) throw new InvalidContributionError(null, 'aggnonce', 'not a valid pair of points');
   }
-  const Rp = R1.add(msmPublic([R2], [b]));
-  const R = Rp.is0() ? Point.BASE : Point.fromAffine(Rp.toAffine()); // Z = 1 for xbytes and parity
-  const Rx = xbytes(R);
+  const Rp = C.add(R1, C.mulAdd([R2], [b], 0n));
+  const R = C.isInf(Rp) ? C.G : (C.normalize([Rp])[0] as Pt); // normalized for xbytes and parity
+  const Rx = C.xbytes(R);
   const e = modN(toInt(hashChallenge(Rx, Qx, msg)));
-  return { keyset, kctx, Qeven: hasEvenY(kctx.Q), Qx, b, R, Reven: hasEvenY(R), Rx, e };
+  return { keyset, kctx, Qeven: C.hasEvenY(kctx.Q), Qx, b, R, Reven: C.hasEvenY(R), Rx, e };
 }
 
 // Session values by (keys, tweaks, aggnonce, message), for the public verify/aggregate paths
 // only: a coordinator verifies every signer of one session, then aggregates. Signing always
 // computes its session values afresh.
-const sessions = new LruCache<string, SessionValues>(128, MAX_CACHED_KEYS, (sv) => sv.keyset.pubkeys.length);
-
 function sessionValuesCached(
-  aggnonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[], msg: Uint8Array,
-  aggPoints?: { R1: Point; R2: Point },
+  E: Engine, aggnonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[], msg: Uint8Array,
+  aggPoints?: { R1: Pt; R2: Pt },
 ): SessionValues {
-  const { id } = keyAggAndTweakSet(pubkeys, tweaks); // first, so key and tweak errors come first
+  const { id } = keyAggAndTweakSet(E, pubkeys, tweaks); // first, so key and tweak errors come first
   const key = `${id}|${toHex(aggnonce)}|${toHex(sha256(msg))}`;
-  let sv = sessions.get(key);
+  let sv = E.sessions.get(key);
   if (sv === undefined) {
-    sv = sessionValues(aggnonce, pubkeys, tweaks, msg, aggPoints);
-    sessions.set(key, sv);
+    sv = sessionValues(E, aggnonce, pubkeys, tweaks, msg, aggPoints);
+    E.sessions.set(key, sv);
   }
   return sv;
 }
 
-/** −e·a·g·gacc mod n: P's scalar when the verification equation is moved to one side. */
-function negKeyScalar(sv: SessionValues, a: bigint): bigint {
+/** e·a·g·gacc mod n: the factor of the signer's key in s (and in the verification equation). */
+function keyFactor(sv: SessionValues, a: bigint): bigint {
   const g = sv.Qeven ? 1n : N - 1n;
-  return modN(-(sv.e * a * g * sv.kctx.gacc));
+  return modN(sv.e * a * g * sv.kctx.gacc);
 }
 
 /**
@@ -103,58 +100,57 @@ function negKeyScalar(sv: SessionValues, a: bigint): bigint {
  * (sign of has_even_y(R)) and g' = g·gacc, the BIP's check s·G == Re + e·a·g'·P is evaluated
  * as one multi-scalar product: s·G − e·a·g'·P ∓ b·R*2 == ±R*1. Public data only: variable time.
  */
-function verifyInternal(s: bigint, Rs1: Point, Rs2: Point, P: Point, pkHex: string, a: bigint, sv: SessionValues): boolean {
+function verifyInternal(E: Engine, s: bigint, Rs1: Pt, Rs2: Pt, P: Pt, pkHex: string, a: bigint, sv: SessionValues): boolean {
   if (s >= N) return false;
-  const lhs = msmPublic([P, Rs2], [negKeyScalar(sv, a), sv.Reven ? modN(-sv.b) : sv.b], s, [pkHex, undefined]);
-  return lhs.equals(sv.Reven ? Rs1 : Rs1.negate());
+  const C = E.curve;
+  const lhs = C.mulAdd([P, Rs2], [modN(-keyFactor(sv, a)), sv.Reven ? modN(-sv.b) : sv.b], s, [pkHex, undefined]);
+  return C.equals(lhs, sv.Reven ? Rs1 : C.negate(Rs1));
 }
 
 /** The same check given the effective nonce Re* = R*1 + b·R*2 as one point. */
-function verifyEffective(s: bigint, ReStar: Point, P: Point, pkHex: string, a: bigint, sv: SessionValues): boolean {
+function verifyEffective(E: Engine, s: bigint, ReStar: Pt, P: Pt, pkHex: string, a: bigint, sv: SessionValues): boolean {
   if (s >= N) return false;
-  const lhs = msmPublic([P], [negKeyScalar(sv, a)], s, [pkHex]);
-  return lhs.equals(sv.Reven ? ReStar : ReStar.negate());
+  const C = E.curve;
+  const lhs = C.mulAdd([P], [modN(-keyFactor(sv, a))], s, [pkHex]);
+  return C.equals(lhs, sv.Reven ? ReStar : C.negate(ReStar));
 }
 
 /**
  * The common core of Sign and DeterministicSign once the secnonce has been read (and wiped):
- * k range, sk range, pk match, coefficient, s, then self-verification.
+ * k range, sk range, pk match, coefficient, s, then self-verification. `k` is k1'||k2' (64
+ * secret bytes); the scalar arithmetic on k and sk is the backend's (constant time on native).
  */
 function signCore(
-  k1p: bigint, k2p: bigint, secnoncePk: Uint8Array, sk: Uint8Array, sv: SessionValues,
-  known?: { pair: NoncePair; P: Point; pk: Uint8Array },
+  E: Engine, k: Uint8Array, secnoncePk: Uint8Array, sk: Uint8Array, sv: SessionValues,
+  known?: { pair: readonly [Pt, Pt]; P: Pt; pk: Uint8Array },
 ): Uint8Array {
-  if (k1p === 0n || k1p >= N) throw new InvalidInputError('first secnonce value is out of range. A used secnonce is zeroed: never reuse one.', 'secnonce');
-  if (k2p === 0n || k2p >= N) throw new InvalidInputError('second secnonce value is out of range. A used secnonce is zeroed: never reuse one.', 'secnonce');
-  const k1 = sv.Reven ? k1p : N - k1p;
-  const k2 = sv.Reven ? k2p : N - k2p;
-  const dp = toInt(sk);
-  if (dp === 0n || dp >= N) throw new InvalidInputError('sk is out of range (must be 0 < sk < n)', 'sk');
-  const P = known?.P ?? mulBaseSecret(dp);
-  const pk = known?.pk ?? cbytes(P);
+  const C = E.curve;
+  if (!C.isValidSecret(k.subarray(0, 32))) throw new InvalidInputError('first secnonce value is out of range. A used secnonce is zeroed: never reuse one.', 'secnonce');
+  if (!C.isValidSecret(k.subarray(32, 64))) throw new InvalidInputError('second secnonce value is out of range. A used secnonce is zeroed: never reuse one.', 'secnonce');
+  const P = known?.P ?? C.pubkeyOf(sk);
+  if (P === null) throw new InvalidInputError('sk is out of range (must be 0 < sk < n)', 'sk');
+  const pk = known?.pk ?? C.encode(P);
   if (!equalBytes(pk, secnoncePk)) throw new InvalidInputError('the secnonce was generated for a different public key than sk', 'secnonce');
   const found = keyCoef(sv.keyset, pk);
   if (found === null) throw new InvalidInputError("The signer's pubkey must be included in the list of pubkeys.", 'pubkeys');
   const a = found.coef;
-  const g = sv.Qeven ? 1n : N - 1n;
-  const d = modN(g * sv.kctx.gacc * dp);
-  const s = modN(k1 + sv.b * k2 + sv.e * a * d);
-  const psig = bytes32(s);
+  // s = k1 + b·k2 + e·a·d with k_i = ±k_i' (the sign of has_even_y(R)) and d = g·gacc·d'.
+  // Sign also gets T = (k1' + b·k2')·G, its effective nonce, for the check below.
+  const { s: psig, T } = C.signScalar(k, sk, sv.b, !sv.Reven, keyFactor(sv, a), known === undefined);
+  const s = toInt(psig);
 
   // Self-verification (BIP327 recommends it: it keeps a computation error from releasing a
   // psig that could leak the key). The session values b, R, e are reused from above.
-  const Pk = sv.keyset.points[found.index] as Point;
+  const Pk = sv.keyset.points[found.index] as Pt;
   const pkHex = sv.keyset.pubkeysHex[found.index] as string;
   let ok: boolean;
   if (known !== undefined) {
     // DeterministicSign: check against the very pubnonce points being released.
-    ok = verifyInternal(s, known.pair.R1, known.pair.R2, Pk, pkHex, a, sv);
+    ok = verifyInternal(E, s, known.pair[0], known.pair[1], Pk, pkHex, a, sv);
   } else {
     // Sign: the BIP recomputes pubnonce = k1'·G || k2'·G; its effective nonce
-    // R*1 + b·R*2 is the same point as (k1' + b·k2')·G, computed here in constant time.
-    const t = modN(k1p + sv.b * k2p);
-    const ReStar = t === 0n ? Point.ZERO : mulBaseSecret(t);
-    ok = verifyEffective(s, ReStar, Pk, pkHex, a, sv);
+    // R*1 + b·R*2 is the same point as (k1' + b·k2')·G, computed in constant time.
+    ok = verifyEffective(E, s, T ?? C.INF, Pk, pkHex, a, sv);
   }
   if (!ok) throw new Musig2Error('partial signature failed self-verification; not released');
   return psig;
@@ -164,18 +160,16 @@ function signCore(
  * Sign(secnonce, sk, session_ctx). The secret nonce in secnonce[0..64) is zeroed before any
  * computation, so a second Sign with the same buffer fails (k == 0) instead of reusing it.
  */
-export function sign(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Uint8Array {
+export function sign(E: Engine, secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Uint8Array {
   if (!(secnonce instanceof Uint8Array)) throw new InvalidInputError('secnonce must be 97 bytes', 'secnonce');
-  const kBytes = secnonce.slice(0, 64);
+  const kBytes = copyBytes(secnonce, 0, 64);
   secnonce.fill(0, 0, Math.min(64, secnonce.length));
   try {
     checkBytes(secnonce, 'secnonce', 97);
     checkBytes(sk, 'sk', 32);
     checkSessionContext(ctx);
-    const k1p = toInt(kBytes.subarray(0, 32));
-    const k2p = toInt(kBytes.subarray(32, 64));
-    const sv = sessionValues(ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
-    return signCore(k1p, k2p, secnonce.slice(64, 97), sk, sv);
+    const sv = sessionValues(E, ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
+    return signCore(E, kBytes, copyBytes(secnonce, 64, 97), sk, sv);
   } finally {
     kBytes.fill(0);
   }
@@ -186,7 +180,7 @@ export function sign(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext):
  * undefined means absent; 32 zero bytes are a present value.
  */
 export function deterministicSign(
-  sk: Uint8Array, aggothernonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[],
+  E: Engine, sk: Uint8Array, aggothernonce: Uint8Array, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[],
   msg: Uint8Array, rand?: Uint8Array,
 ): { pubnonce: Uint8Array; psig: Uint8Array } {
   checkBytes(sk, 'sk', 32);
@@ -196,35 +190,34 @@ export function deterministicSign(
   checkBytes(msg, 'msg');
   if (rand !== undefined) checkBytes(rand, 'rand', 32);
 
-  const skp = rand === undefined ? sk.slice() : hashAux(rand);
+  const C = E.curve;
+  const skp = rand === undefined ? copyBytes(sk) : hashAux(rand);
   if (rand !== undefined) for (let i = 0; i < 32; i++) skp[i] = (skp[i] as number) ^ (sk[i] as number);
   let h1: Uint8Array | undefined;
   let h2: Uint8Array | undefined;
+  const k = new Uint8Array(64);
   try {
-    const { ctx: kctx } = keyAggAndTweakSet(pubkeys, tweaks);
-    const aggpk = xbytes(kctx.Q);
+    const { ctx: kctx } = keyAggAndTweakSet(E, pubkeys, tweaks);
+    const aggpk = C.xbytes(kctx.Q);
     const mlen = uintBytes(msg.length, 8);
     h1 = hashDetNonce(skp, aggothernonce, aggpk, mlen, msg, Uint8Array.of(0));
     h2 = hashDetNonce(skp, aggothernonce, aggpk, mlen, msg, Uint8Array.of(1));
-    const k1 = toInt(h1) % N;
-    const k2 = toInt(h2) % N;
-    if (k1 === 0n || k2 === 0n) throw new InvalidInputError('nonce derivation produced k = 0');
-    const pair = noncePoints(k1, k2);
-    const pubnonce = encodePubnonce(pair);
-    const d = toInt(sk);
-    if (d === 0n || d >= N) throw new InvalidInputError('sk is out of range (must be 0 < sk < n)', 'sk');
-    const P = mulBaseSecret(d);
-    const pk = cbytes(P);
+    const pair = noncePoints(E, h1, h2, k, 'nonce derivation produced k = 0');
+    const pubnonce = encodePubnonce(E, pair);
+    const P = C.pubkeyOf(sk);
+    if (P === null) throw new InvalidInputError('sk is out of range (must be 0 < sk < n)', 'sk');
+    const pk = C.encode(P);
     // NonceAgg((pubnonce, aggothernonce)), blaming the aggregator for aggothernonce.
-    const other = decodePubnonces([aggothernonce], () => new InvalidContributionError(null, 'aggothernonce', 'not a valid pair of compressed points'));
-    const agg = aggregateNoncePoints([[pair.R1, pair.R2], other[0] as [Point, Point]]);
-    const sv = sessionValues(agg.aggnonce, pubkeys, tweaks, msg, agg);
-    const psig = signCore(k1, k2, pk, sk, sv, { pair, P, pk });
+    const other = decodePubnonces(E, [aggothernonce], () => new InvalidContributionError(null, 'aggothernonce', 'not a valid pair of compressed points'));
+    const agg = aggregateNoncePoints(E, [pair, other[0] as [Pt, Pt]]);
+    const sv = sessionValues(E, agg.aggnonce, pubkeys, tweaks, msg, agg);
+    const psig = signCore(E, k, pk, sk, sv, { pair, P, pk });
     return { pubnonce, psig };
   } finally {
     skp.fill(0);
     h1?.fill(0);
     h2?.fill(0);
+    k.fill(0);
   }
 }
 
@@ -234,7 +227,7 @@ export function deterministicSign(
  * undecodable pubnonce or pubkey, and InvalidInputError for malformed arguments or tweaks.
  */
 export function partialSigVerify(
-  psig: Uint8Array, pubnonces: readonly Uint8Array[], pubkeys: readonly Uint8Array[],
+  E: Engine, psig: Uint8Array, pubnonces: readonly Uint8Array[], pubkeys: readonly Uint8Array[],
   tweaks: readonly Tweak[], msg: Uint8Array, i: number,
 ): boolean {
   checkBytes(psig, 'psig', 32);
@@ -248,20 +241,20 @@ export function partialSigVerify(
   if (!Number.isInteger(i) || i < 0 || i >= pubkeys.length) {
     throw new InvalidInputError(`i must be an integer in [0, ${pubkeys.length})`, 'i');
   }
-  const decoded = decodePubnonces(pubnonces, (j) => new InvalidContributionError(j, 'pubnonce', 'not a valid pair of compressed points'));
-  const agg = aggregateNoncePoints(decoded);
-  const sv = sessionValuesCached(agg.aggnonce, pubkeys, tweaks, msg, agg);
-  const [Rs1, Rs2] = decoded[i] as [Point, Point];
+  const decoded = decodePubnonces(E, pubnonces, (j) => new InvalidContributionError(j, 'pubnonce', 'not a valid pair of compressed points'));
+  const agg = aggregateNoncePoints(E, decoded);
+  const sv = sessionValuesCached(E, agg.aggnonce, pubkeys, tweaks, msg, agg);
+  const [Rs1, Rs2] = decoded[i] as [Pt, Pt];
   const s = toInt(psig);
   const ks = sv.keyset;
-  return verifyInternal(s, Rs1, Rs2, ks.points[i] as Point, ks.pubkeysHex[i] as string, ks.coefs[i] as bigint, sv);
+  return verifyInternal(E, s, Rs1, Rs2, ks.points[i] as Pt, ks.pubkeysHex[i] as string, ks.coefs[i] as bigint, sv);
 }
 
 /** PartialSigAgg(psig_1..u, session_ctx): the 64-byte BIP340 signature. */
-export function partialSigAgg(psigs: readonly Uint8Array[], ctx: SessionContext): Uint8Array {
+export function partialSigAgg(E: Engine, psigs: readonly Uint8Array[], ctx: SessionContext): Uint8Array {
   checkByteList(psigs, 'psigs', 32, 1);
   checkSessionContext(ctx);
-  const sv = sessionValuesCached(ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
+  const sv = sessionValuesCached(E, ctx.aggnonce, ctx.pubkeys, ctx.tweaks, ctx.msg);
   let s = 0n;
   psigs.forEach((ps, i) => {
     const si = toInt(ps);
@@ -272,4 +265,3 @@ export function partialSigAgg(psigs: readonly Uint8Array[], ctx: SessionContext)
   s = modN(s + sv.e * g * sv.kctx.tacc);
   return concat(sv.Rx, bytes32(s));
 }
-

@@ -10,9 +10,11 @@
 //   authenticated client; only refusals are audited.
 //
 // Records hold digests (SHA-256 hex) of the message and of the signing context, never the
-// message or any secret; `rand` of DeterministicSign is not digested at all. With a signing
-// policy, every record carries `policy_hash`, and a policy refusal is recorded with outcome
-// `policy_denied` and the facts of its ErrorInfo (`policy_reason`, `policy_rule`,
+// message or any secret; `rand` of DeterministicSign is not digested at all. An allowed
+// DeterministicSign records the digest its ledger row holds (of the pubnonce and psig released).
+// Key and session ids are bounded before this runs (rpc.ts, validate.ts), so records are small.
+// With a signing policy, every record carries `policy_hash`, and a policy refusal is recorded
+// with outcome `policy_denied` and the facts of its ErrorInfo (`policy_reason`, `policy_rule`,
 // `policy_amount_sent`, `policy_fee`, `policy_destinations`, ...).
 import { status as Status } from '@grpc/grpc-js';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
@@ -20,8 +22,8 @@ import type { Logger } from 'pino';
 import { AuditUnavailableError, sha256Hex } from '../audit/index.js';
 import type { AuditFields, AuditLog } from '../audit/index.js';
 import type { Tweak } from '../musig2/index.js';
-import { bindingDigest, contextDigest, SignerError } from '../signer/index.js';
-import { identifyCaller, SIGNER_RPCS } from './acl.js';
+import { bindingDigest, contextDigest, deterministicDigest, SignerError } from '../signer/index.js';
+import { capText, identifyCaller, SIGNER_RPCS } from './acl.js';
 import type { AccessRules, ClientIdentity } from './acl.js';
 import { mapKnownError } from './errors.js';
 import type { CallWrapper } from './rpc.js';
@@ -143,7 +145,8 @@ export function accessControl(opts: AccessControlOptions): CallWrapper {
 
   return async (rpc: string, call: ServerUnaryCall<unknown, unknown>, next: () => Promise<unknown>) => {
     const who = identifyCaller(call, opts.plaintextIsLocal);
-    const peer = call.getPeer?.() ?? 'unknown';
+    // Key and session ids were bounded before this runs (rpc.ts); the peer is capped here.
+    const peer = capText(call.getPeer?.() ?? 'unknown', 128);
     const req: Record<string, unknown> = typeof call.request === 'object' && call.request !== null ? (call.request as Record<string, unknown>) : {};
 
     if (!SIGNER.has(rpc)) {
@@ -195,6 +198,10 @@ export function accessControl(opts: AccessControlOptions): CallWrapper {
     }
     const out = res as Record<string, unknown>;
     if (rpc === 'NonceGen' || rpc === 'PsbtNonceGen') subject = { ...subject, sessionId: hexOf(out.sessionId) };
+    // What the ledger row holds for a DeterministicSign: the digest of what was released.
+    if (rpc === 'DeterministicSign' && isBytes(out.pubnonce) && isBytes(out.partialSig)) {
+      subject = { ...subject, context: Buffer.from(deterministicDigest(out.pubnonce, out.partialSig)).toString('hex') };
+    }
     if (rpc === 'ListKeys' && rules && Array.isArray(out.keys)) {
       const visible = (out.keys as { keyId: string }[]).filter((k) => rules.allowsKey(who, 'ListKeys', k.keyId).allowed);
       res = { ...out, keys: visible };

@@ -52,12 +52,23 @@ export function mapKnownError(err: unknown): MappedStatus | undefined {
 
 export const INTERNAL_MESSAGE = 'internal error';
 
+/**
+ * Longest status message sent: it travels in an HTTP/2 trailer, and a huge one (a message
+ * quoting a caller's oversized field) stalls the whole server while it is encoded and sent.
+ */
+export const MAX_STATUS_MESSAGE_CHARS = 1024;
+
+function capMessage(message: string): string {
+  return message.length <= MAX_STATUS_MESSAGE_CHARS ? message : `${message.slice(0, MAX_STATUS_MESSAGE_CHARS - 13)}… (truncated)`;
+}
+
 /** The ServiceError grpc-js sends, with the rich-error trailer when there is an ErrorInfo. */
 export function toServiceError(mapped: MappedStatus): Partial<ServiceError> {
   const metadata = new Metadata();
+  const message = capMessage(mapped.message);
   if (mapped.errorInfo) {
-    const details = encodeStatus({ code: mapped.code, message: mapped.message, errorInfos: [mapped.errorInfo] });
+    const details = encodeStatus({ code: mapped.code, message, errorInfos: [mapped.errorInfo] });
     metadata.set(STATUS_DETAILS_KEY, Buffer.from(details));
   }
-  return { code: mapped.code, details: mapped.message, metadata };
+  return { code: mapped.code, details: message, metadata };
 }

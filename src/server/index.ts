@@ -15,6 +15,7 @@ import { formatListenAddress, isLoopbackHost, parseListenAddress } from './liste
 import type { Metrics } from './metrics.js';
 import { unary, withSafeDecoding } from './rpc.js';
 import type { CallContext } from './rpc.js';
+import { CallQuota } from './quotas.js';
 import { signerHandlers } from './signer.js';
 import type { PolicyHashSource, SignerBackend } from './signer.js';
 import { psbtAggregatorHandlers, psbtSignerHandlers } from './psbt.js';
@@ -31,6 +32,7 @@ export { HealthMonitor } from './health.js';
 export { isLoopbackHost, parseListenAddress, formatListenAddress, ListenAddressError } from './listen.js';
 export { InvalidRequestError } from './validate.js';
 export { AccessRules, AclError } from './acl.js';
+export { CallQuota, DEFAULT_MAX_CALLS_PER_CLIENT, quotaIdentity } from './quotas.js';
 export type { ClientIdentity } from './acl.js';
 export type { RequestLimits } from './validate.js';
 export type { PsbtBackend } from './psbt.js';
@@ -66,6 +68,8 @@ export interface DaemonServerOptions {
   acl?: AccessRules;
   /** Every Signer decision is recorded here, durably, before its reply leaves. */
   audit?: AuditLog;
+  /** Calls one client may have in flight (and the HTTP/2 streams per connection). Default 256. */
+  maxCallsPerClient?: number;
   /** The PSBT signing service; without it the Signer's PSBT RPCs answer UNAVAILABLE. */
   psbt?: PsbtBackend;
   /** Caps on PSBTs, checked before anything reads one (default: src/psbt's defaults). */
@@ -90,8 +94,21 @@ export class InsecureListenError extends Error {
   }
 }
 
-/** Room for the repeated fields around the largest allowed message; oversized frames are refused by grpc-js. */
-const FRAME_OVERHEAD_BYTES = 1024 * 1024;
+/**
+ * The largest request the caps allow (PartialSigVerify: a message, and per signer a pubnonce
+ * and a public key; or PartialSigAgg: a psig and a public key), with protobuf framing: each
+ * entry costs its bytes plus 2 to 3 bytes of tag and length, each tweak 40 bytes. Larger
+ * frames are refused by grpc-js before they are decoded.
+ */
+export function maxRequestBytes(limits: RequestLimits): number {
+  return limits.maxMessageBytes + 8 + limits.maxSigners * (66 + 3 + 33 + 3) + limits.maxTweaks * 40 + 4096;
+}
+
+/** The transport's frame limit: the largest request the caps allow, PSBT RPCs included. */
+export function maxReceiveBytes(limits: RequestLimits, psbtLimits: Pick<PsbtLimits, 'maxPsbtBytes'>): number {
+  // PsbtCombine carries several PSBTs: room for four at the PSBT cap.
+  return Math.max(maxRequestBytes(limits), 4 * psbtLimits.maxPsbtBytes + 4096);
+}
 
 export class DaemonServer {
   private constructor(
@@ -131,8 +148,10 @@ export class DaemonServer {
       : opts.signer;
     const health = new HealthMonitor(healthSource, opts.logger, opts.healthIntervalMs);
     opts.metrics?.wire({ health: () => health.components() });
+    const quota = new CallQuota(opts.maxCallsPerClient);
     const ctx: CallContext = {
       logger: opts.logger,
+      quota,
       metrics: opts.metrics,
       onUnavailable: () => void health.check(),
       ...(opts.acl || audit
@@ -149,8 +168,9 @@ export class DaemonServer {
         : {}),
     };
     const server = new Server({
-      // PsbtCombine carries several PSBTs: room for a few at the cap.
-      'grpc.max_receive_message_length': Math.max(limits.maxMessageBytes, 4 * psbtLimits.maxPsbtBytes) + FRAME_OVERHEAD_BYTES,
+      'grpc.max_receive_message_length': maxReceiveBytes(limits, psbtLimits),
+      // One connection may not open more streams than one client may have calls in flight.
+      'grpc.max_concurrent_streams': quota.maxPerClient,
     });
 
     const packageDefinition = loadPackageDefinition();

@@ -1,5 +1,6 @@
 // Listen addresses: HOST:PORT with an IPv4 address, a bracketed IPv6 address or a host name.
-// Plaintext gRPC is only for loopback, so we need to know which hosts are loopback.
+// Plaintext gRPC is only for loopback, so we need to know which hosts are loopback: literal
+// loopback addresses, never a name.
 import { isIP } from 'node:net';
 
 export interface ListenAddress {
@@ -28,10 +29,13 @@ export function formatListenAddress({ host, port }: ListenAddress): string {
   return `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
 }
 
-/** Whether the host only accepts connections from this machine. */
+/**
+ * Whether the host only accepts connections from this machine. Literal loopback addresses
+ * only: a name such as `localhost` resolves through /etc/hosts and DNS, which may say anything,
+ * so it is never trusted as loopback (use 127.0.0.1 or [::1]).
+ */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase();
-  if (h === 'localhost') return true;
   if (isIP(h) === 4) return h.startsWith('127.');
   if (isIP(h) === 6) return h === '::1' || /^::ffff:127\./.test(h);
   return false;

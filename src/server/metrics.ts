@@ -14,6 +14,8 @@
 //   session_binding_mismatches_total            counter   Sign with pubkeys/tweaks/message other than NonceGen's
 //   health_status{component}                    gauge     1 serving / 0 not; component = signer | keystore | ledger
 //   policy_refusals_total{reason}               counter   calls the signing policy refused, by reason (POLICY_*)
+//   audit_alarms_total                          counter   the audit log was cut, or its chain forked, under the running daemon (ALARM)
+//   curve_backend_info{backend}                 gauge     1 for the curve backend in use: native | noble
 //
 // Labels are bounded: RPC names and status codes come from fixed sets, and nothing derived
 // from a request (keys, session ids, messages, nonces) ever becomes a label or a value.
@@ -58,6 +60,8 @@ export interface MetricsSources {
   health?: () => HealthComponents;
   /** Signing-policy refusals by reason (PolicyGate.refusals). */
   policyRefusals?: () => ReadonlyMap<string, number>;
+  /** The curve backend the arithmetic runs on (native or noble). */
+  curveBackend?: () => string;
   /** Include prom-client's default process and Node.js metrics (default true). */
   defaultMetrics?: boolean;
 }
@@ -69,6 +73,8 @@ export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'rpc' | 'code'>;
   readonly duration: Histogram<'rpc' | 'code'>;
+  /** Counted by the daemon when its audit log is found cut, or its chain forked, under it (src/audit/log.ts). */
+  readonly auditAlarms: Counter;
   private sources: MetricsSources;
 
   constructor(sources: MetricsSources = {}) {
@@ -85,6 +91,11 @@ export class Metrics {
       help: 'gRPC call handling time in seconds, by RPC and status code',
       labelNames: ['rpc', 'code'],
       buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.auditAlarms = new Counter({
+      name: `${METRIC_PREFIX}audit_alarms_total`,
+      help: 'the audit log was found cut (records removed), or its chain continued by another writer, under the running daemon (ALARM)',
       registers,
     });
     const read = () => this.sources;
@@ -138,6 +149,18 @@ export class Metrics {
           if (n > seen) this.inc({ reason }, n - seen);
           seenRefusals.set(reason, Math.max(seen, n));
         }
+      },
+    });
+
+    new Gauge({
+      name: `${METRIC_PREFIX}curve_backend_info`,
+      help: 'the curve backend the arithmetic runs on (1 for the one in use): native (libsecp256k1) or noble (JavaScript)',
+      labelNames: ['backend'],
+      registers,
+      collect() {
+        this.reset();
+        const backend = read().curveBackend?.();
+        if (backend === 'native' || backend === 'noble') this.set({ backend }, 1);
       },
     });
 

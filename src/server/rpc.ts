@@ -7,7 +7,10 @@ import type { Logger } from 'pino';
 import { INTERNAL_MESSAGE, mapKnownError, toServiceError } from './errors.js';
 import type { MappedStatus } from './errors.js';
 import type { Metrics } from './metrics.js';
-import { InvalidRequestError } from './validate.js';
+import { runAsCaller } from '../signer/index.js';
+import { quotaIdentity } from './quotas.js';
+import type { CallQuota } from './quotas.js';
+import { checkIdentifiers, InvalidRequestError } from './validate.js';
 
 /** Stands in for a request whose bytes are not a valid protobuf message. */
 const UNDECODABLE: unique symbol = Symbol('undecodable request');
@@ -47,6 +50,8 @@ export interface CallContext {
   metrics?: Metrics;
   /** Called when a call fails with UNAVAILABLE, so health can be re-checked at once. */
   onUnavailable?: () => void;
+  /** Per-client calls in flight; each call then runs as its client (runAsCaller) for the signer's quotas. */
+  quota?: CallQuota;
 }
 
 export function unary<Req, Res>(method: string, ctx: CallContext, handle: (req: Req) => Promise<Res>): UntypedHandleCall {
@@ -66,7 +71,26 @@ export function unary<Req, Res>(method: string, ctx: CallContext, handle: (req: 
     const guarded = ctx.around
       ? () => ctx.around!(method, call as ServerUnaryCall<unknown, unknown>, run) as Promise<Res>
       : run;
-    guarded().then(
+    // Bounded identifiers first: nothing below (rules, audit, logs) sees an oversized one.
+    const checked = async (): Promise<Res> => {
+      if (!isUndecodable(request)) checkIdentifiers(method, request);
+      return guarded();
+    };
+    const quota = ctx.quota;
+    const limited = quota
+      ? () => {
+          const identity = quotaIdentity(call);
+          return runAsCaller(identity, async () => {
+            quota.enter(identity);
+            try {
+              return await checked();
+            } finally {
+              quota.leave(identity);
+            }
+          });
+        }
+      : checked;
+    limited().then(
       (response) => {
         finish(Status.OK);
         callback(null, response);

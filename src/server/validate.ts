@@ -2,6 +2,7 @@
 // proto field and what was expected. Curve and scalar validity is left to the MuSig2 core,
 // which reports it as an InvalidContributionError or InvalidInputError.
 import type { TweakMsg } from '../protocol/contract.js';
+import { checkKeyId, checkSessionId } from '../signer/index.js';
 import type { RequestLimits as SignerLimits } from '../signer/index.js';
 
 export const PUBKEY_BYTES = 33;
@@ -83,4 +84,16 @@ export function sameLength(a: unknown[], fieldA: string, b: unknown[], fieldB: s
   if (a.length !== b.length) {
     throw new InvalidRequestError(fieldB, `expected as many entries as ${fieldA} (${a.length}), got ${b.length}`);
   }
+}
+
+/**
+ * The identifiers a call carries, checked before access rules, the audit log or a log line see
+ * them: `key_id` must be a possible key label (the rule of `keys create --label`, at most 64
+ * characters) and `session_id` exactly 32 bytes. Messages state the rule, never the value.
+ */
+export function checkIdentifiers(method: string, request: unknown): void {
+  if (typeof request !== 'object' || request === null) return;
+  const req = request as Record<string, unknown>;
+  if (method === 'NonceGen' || method === 'DeterministicSign') checkKeyId(req.keyId);
+  if (method === 'Sign') checkSessionId(req.sessionId);
 }

@@ -5,16 +5,26 @@
 //
 // Secrets cross threads only inside a fresh ArrayBuffer that is moved through the transfer
 // list (never structured-cloned): the pool copies sk (and rand', and for Sign the secnonce)
-// into it and posts it, which detaches it here; the worker zeroes it in `finally` after use.
+// into its prefix, the public inputs after them, and posts it, which detaches it here; the
+// worker zeroes the secret prefix in `finally` after use.
 // The caller's own buffers stay the caller's to wipe (withSecretKey, the session's secnonce);
 // like musig2.sign, `sign` zeroes the secret half of the caller's secnonce before it returns.
 // Outputs come back transferred; the worker keeps no copy of a secret output.
 //
-// Dispatch: `lease` waits in one FIFO queue for a permit (at most `depth` calls per worker
-// outstanding), and each call goes to the least busy worker. Open the key inside the lease, so
-// at most size x depth plaintext keys wait for a worker at any time. The public operations
-// queue for the same permits in the same FIFO: fair, so a flood of PartialSigVerify delays
-// signing calls behind it by its own share but can never starve them (nor they it).
+// Dispatch: a call waits for a permit (at most `depth` calls per worker outstanding), and each
+// call goes to the least busy worker. Open the key inside the lease, so at most size x depth
+// plaintext keys wait for a worker at any time.
+//
+// The queue is bounded and shared fairly (quotas against one client starving the others):
+// - Past `maxQueued` waiting calls, a call is refused at once with RESOURCE_EXHAUSTED.
+// - Each client (the identity of the gRPC call, see caller.ts) may have at most `maxPerClient`
+//   calls waiting or running; past it, RESOURCE_EXHAUSTED at once.
+// - Waiting calls are served round-robin across clients, so a client with a deep queue gets
+//   its turn like any other instead of holding the head of one FIFO.
+// - Signing (lease: NonceGen, Sign, DeterministicSign) goes before Aggregator work (the public
+//   operations), and Aggregator work holds at most size x (depth - 1) permits (at least one),
+//   leaving a permit per worker to signing. So a signing call never waits behind queued
+//   Aggregator work: at most behind one Aggregator operation already running on its worker.
 //
 // A worker that dies fails its in-flight calls with a SignerError (INTERNAL: a bug or a
 // resource failure, never "retry") and is replaced. Musig2 errors come back as the same
@@ -28,7 +38,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import * as musig2 from '../musig2/index.js';
 import type { NonceGenInput, NonceGenOutput, SessionContext, Tweak } from '../musig2/index.js';
-import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, isPublicOp, isSecretOp, rebuildError } from './compute-protocol.js';
+import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, isPublicOp, isSecretOp, packRequest, rebuildError } from './compute-protocol.js';
 import type {
   ComputeOp,
   ComputePublicOp,
@@ -37,6 +47,7 @@ import type {
   ComputeTestOp,
   ComputeWorkerData,
 } from './compute-protocol.js';
+import { currentCaller } from './caller.js';
 import { SignerError } from './errors.js';
 
 export type { ComputeOp, ComputePublicOp } from './compute-protocol.js';
@@ -76,15 +87,15 @@ export interface PublicCompute {
 }
 
 /** Both kinds of operation, as a worker or this thread runs them (the permit already held). */
-type AnyCompute = Compute & PublicCompute;
+export type AnyCompute = Compute & PublicCompute;
 
 /** Test hooks. Setting any also starts the workers in test mode (test ops, wiped buffers sent back). */
 export interface ComputeTestHooks {
-  /** Right after a request is posted: its secret ArrayBuffer as this side now holds it, and the worker's threadId. */
+  /** Right after a request is posted: its ArrayBuffer (secret prefix included) as this side now holds it, and the worker's threadId. */
   sent?(op: ComputeOp, secret: ArrayBuffer, threadId: number): void;
   /** Right after a public request is posted: the worker's threadId. */
   posted?(op: ComputePublicOp, threadId: number): void;
-  /** The worker's secret buffer for a request after its `finally` zeroed it, moved back here. */
+  /** The secret prefix of the worker's request buffer after its `finally` zeroed it, moved back here. */
   wiped?(op: ComputeOp, secret: Uint8Array): void;
   /** Workers throw while starting. */
   failStart?: boolean;
@@ -93,6 +104,10 @@ export interface ComputeTestHooks {
 export interface ComputePoolOptions {
   /** Calls outstanding per worker at once (the rest queue here). Default 2. */
   depth?: number;
+  /** Most calls waiting for a permit; past it RESOURCE_EXHAUSTED at once. Default 1024. */
+  maxQueued?: number;
+  /** Most calls one client may have waiting or running; past it RESOURCE_EXHAUSTED at once. Default 128. */
+  maxPerClient?: number;
   /** Worker deaths and respawns are logged here. */
   logger?: Logger;
   /** Tests only. */
@@ -100,6 +115,52 @@ export interface ComputePoolOptions {
 }
 
 export const DEFAULT_DEPTH = 2;
+export const DEFAULT_MAX_COMPUTE_QUEUE = 1024;
+export const DEFAULT_MAX_COMPUTE_PER_CLIENT = 128;
+
+type WorkClass = 'sign' | 'public';
+
+interface Waiter {
+  owner: string | undefined;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+/** Waiters served round-robin across owners (FIFO within one owner). */
+class FairQueue {
+  private readonly byOwner = new Map<string | undefined, Waiter[]>();
+  private size = 0;
+
+  get length(): number {
+    return this.size;
+  }
+
+  push(w: Waiter): void {
+    const q = this.byOwner.get(w.owner);
+    if (q) q.push(w);
+    else this.byOwner.set(w.owner, [w]);
+    this.size++;
+  }
+
+  /** The head of the first owner in turn; that owner then goes to the back of the turn. */
+  shift(): Waiter | undefined {
+    for (const [owner, q] of this.byOwner) {
+      const w = q.shift()!;
+      this.byOwner.delete(owner);
+      if (q.length > 0) this.byOwner.set(owner, q); // Map order: re-inserted owners go last
+      this.size--;
+      return w;
+    }
+    return undefined;
+  }
+
+  drain(): Waiter[] {
+    const all = [...this.byOwner.values()].flat();
+    this.byOwner.clear();
+    this.size = 0;
+    return all;
+  }
+}
 export const MAX_WORKERS = 256;
 
 /** The default pool size: the cores this process may use. */
@@ -124,6 +185,7 @@ const inlineCompute: AnyCompute = {
 
 interface Pending {
   op: ComputeOp | ComputePublicOp | ComputeTestOp;
+  secretBytes: number;
   resolve(out: ArrayBuffer[]): void;
   reject(err: Error): void;
 }
@@ -187,22 +249,8 @@ function workerDied(detail: string): SignerError {
   return new SignerError('INTERNAL', `a compute worker stopped (${detail}) before answering; nothing was released`);
 }
 
-/** A compact copy of a public input (its own ArrayBuffer, added to the transfer list). */
-function pub(x: Uint8Array, transfer: ArrayBuffer[]): Uint8Array {
-  const buf = new ArrayBuffer(x.byteLength);
-  const copy = new Uint8Array(buf);
-  copy.set(x);
-  transfer.push(buf);
-  return copy;
-}
-
-function pubList(xs: readonly Uint8Array[], transfer: ArrayBuffer[]): Uint8Array[] {
-  return xs.map((x) => pub(x, transfer));
-}
-
-function pubTweaks(tweaks: readonly Tweak[], transfer: ArrayBuffer[]): Tweak[] {
-  return tweaks.map((t) => ({ tweak: pub(t.tweak, transfer), xonly: t.xonly }));
-}
+const xonlyOf = (tweaks: readonly Tweak[]): boolean[] => tweaks.map((t) => t.xonly);
+const tweakBytes = (tweaks: readonly Tweak[]): Uint8Array[] => tweaks.map((t) => t.tweak);
 
 const isBytes = (x: unknown, len?: number): x is Uint8Array => x instanceof Uint8Array && (len === undefined || x.length === len);
 const isByteList = (xs: unknown): xs is readonly Uint8Array[] => Array.isArray(xs) && xs.every((x) => isBytes(x));
@@ -213,6 +261,8 @@ const isTweakList = (ts: unknown): ts is readonly Tweak[] =>
 export class ComputePool implements Compute, PublicCompute {
   /** Number of worker threads; 0 means inline. */
   readonly size: number;
+  /** The curve backend of musig2 when the pool was made; its workers (respawns too) run the same. */
+  readonly backend: musig2.BackendName = musig2.activeBackend();
   /** The operations as `lease` hands them out: straight to a worker, the permit already held. */
   private readonly onWorker: AnyCompute = {
     nonceGen: (input) => this.nonceGenOnWorker(input),
@@ -228,7 +278,17 @@ export class ComputePool implements Compute, PublicCompute {
   private readonly log: Logger | undefined;
   private readonly hooks: ComputeTestHooks | undefined;
   private readonly handles: Handle[] = [];
-  private readonly waiting: { resolve(): void; reject(err: Error): void }[] = [];
+  private readonly waitingSign = new FairQueue();
+  private readonly waitingPublic = new FairQueue();
+  private readonly maxQueued: number;
+  private readonly maxPerClient: number;
+  /** Calls waiting or running, per client. */
+  private readonly perClient = new Map<string, number>();
+  /** Permits held by Aggregator work, and the most it may hold. */
+  private publicRunning = 0;
+  /** The current lease's worker choice, while one of its calls is being posted. */
+  private affinity: { h?: Handle } | undefined;
+  private readonly maxPublic: number;
   private permits: number;
   private nextId = 1;
   private closed = false;
@@ -244,6 +304,11 @@ export class ComputePool implements Compute, PublicCompute {
     if (!Number.isInteger(depth) || depth < 1) throw new RangeError('compute pool depth must be a positive integer');
     this.size = size;
     this.depth = depth;
+    this.maxQueued = opts.maxQueued ?? DEFAULT_MAX_COMPUTE_QUEUE;
+    this.maxPerClient = opts.maxPerClient ?? DEFAULT_MAX_COMPUTE_PER_CLIENT;
+    if (!Number.isInteger(this.maxQueued) || this.maxQueued < 0) throw new RangeError('maxQueued must be a non-negative integer');
+    if (!Number.isInteger(this.maxPerClient) || this.maxPerClient < 1) throw new RangeError('maxPerClient must be a positive integer');
+    this.maxPublic = Math.max(1, size * (depth - 1));
     this.log = opts.logger?.child({ component: 'compute' });
     this.hooks = opts.testHooks;
     this.permits = size * depth;
@@ -278,20 +343,61 @@ export class ComputePool implements Compute, PublicCompute {
    * Runs `fn` with a permit: waits (FIFO) until a worker has room, so anything opened inside
    * `fn` (a decrypted key) is not held while the call queues. Inline pools run `fn` at once.
    */
-  lease<T>(fn: (compute: Compute) => Promise<T>): Promise<T> {
-    return this.withPermit(fn);
+  lease<T>(fn: (compute: AnyCompute) => Promise<T>): Promise<T> {
+    return this.withPermit(fn, 'sign');
   }
 
-  /** `lease` for any operation, public ones included. */
-  private async withPermit<T>(fn: (compute: AnyCompute) => Promise<T>): Promise<T> {
+  /** `lease` for any operation: signing first, then Aggregator (public) work. */
+  private async withPermit<T>(fn: (compute: AnyCompute) => Promise<T>, kind: WorkClass = 'public'): Promise<T> {
     if (this.closed) throw shuttingDown();
-    if (this.size === 0) return fn(inlineCompute);
-    await this.acquire();
+    const owner = currentCaller();
+    this.admit(owner);
     try {
-      return await fn(this.onWorker);
+      if (this.size === 0) return await fn(inlineCompute);
+      await this.acquire(kind, owner);
+      try {
+        return await fn(this.leased());
+      } finally {
+        this.release(kind);
+      }
     } finally {
-      this.release();
+      this.leave(owner);
     }
+  }
+
+  /**
+   * The operations for one lease: every call of the lease goes to the worker its first call
+   * went to, so work that aggregates the key list twice (validation, then signing) finds it in
+   * that worker's cache. `dispatch` reads the lease's choice from `affinity`, set only while a
+   * call posts its request (synchronously).
+   */
+  private leased(): AnyCompute {
+    const sticky: { h?: Handle } = {};
+    const on = this.onWorker;
+    const bind =
+      <A extends unknown[], R>(f: (...args: A) => R) =>
+      (...args: A): R => {
+        this.affinity = sticky;
+        try {
+          return f(...args);
+        } finally {
+          this.affinity = undefined;
+        }
+      };
+    return {
+      nonceGen: bind(on.nonceGen),
+      sign: bind(on.sign),
+      deterministicSign: bind(on.deterministicSign),
+      keyAgg: bind(on.keyAgg),
+      nonceAgg: bind(on.nonceAgg),
+      partialSigVerify: bind(on.partialSigVerify),
+      partialSigAgg: bind(on.partialSigAgg),
+    };
+  }
+
+  /** Calls waiting for a permit (for tests and diagnostics). */
+  queued(): number {
+    return this.waitingSign.length + this.waitingPublic.length;
   }
 
   /** In-flight calls per worker (for tests and diagnostics). */
@@ -358,25 +464,9 @@ export class ComputePool implements Compute, PublicCompute {
       (input.extraIn !== undefined && !isBytes(input.extraIn))) {
       return inlineCompute.nonceGen(input);
     }
-    const hasSk = input.sk !== undefined;
-    const hasRand = input.rand !== undefined;
-    const secret = new ArrayBuffer((hasSk ? SK_BYTES : 0) + (hasRand ? RAND_BYTES : 0));
-    const s = new Uint8Array(secret);
-    if (input.sk !== undefined) s.set(input.sk, 0);
-    if (input.rand !== undefined) s.set(input.rand, hasSk ? SK_BYTES : 0);
-    const transfer = [secret];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'nonceGen',
-      secret,
-      hasSk,
-      hasRand,
-      pk: pub(input.pk, transfer),
-      ...(input.aggpk === undefined ? {} : { aggpk: pub(input.aggpk, transfer) }),
-      ...(input.msg === undefined ? {} : { msg: pub(input.msg, transfer) }),
-      ...(input.extraIn === undefined ? {} : { extraIn: pub(input.extraIn, transfer) }),
-    };
-    return this.dispatch(req, transfer).then(([sec, pn]) => ({ secnonce: new Uint8Array(sec!), pubnonce: new Uint8Array(pn!) }));
+    const packed = packRequest([input.sk, input.rand], [input.pk, input.aggpk, input.msg, input.extraIn]);
+    const req: ComputeRequest = { id: 0, op: 'nonceGen', ...packed, counts: [], xonly: [] };
+    return this.dispatch(req, [packed.buf]).then(([sec, pn]) => ({ secnonce: new Uint8Array(sec!), pubnonce: new Uint8Array(pn!) }));
   }
 
   private signOnWorker(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Promise<Uint8Array> {
@@ -384,22 +474,10 @@ export class ComputePool implements Compute, PublicCompute {
       !isBytes(ctx.aggnonce) || !isByteList(ctx.pubkeys) || !isTweakList(ctx.tweaks) || !isBytes(ctx.msg)) {
       return inlineCompute.sign(secnonce, sk, ctx);
     }
-    const secret = new ArrayBuffer(SK_BYTES + SECNONCE_BYTES);
-    const s = new Uint8Array(secret);
-    s.set(sk, 0);
-    s.set(secnonce, SK_BYTES);
+    const packed = packRequest([sk, secnonce], [ctx.aggnonce, ctx.msg, ...ctx.pubkeys, ...tweakBytes(ctx.tweaks)]);
     secnonce.fill(0, 0, 64); // as musig2.sign: a used secnonce is zeroed at once
-    const transfer = [secret];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'sign',
-      secret,
-      aggnonce: pub(ctx.aggnonce, transfer),
-      pubkeys: pubList(ctx.pubkeys, transfer),
-      tweaks: pubTweaks(ctx.tweaks, transfer),
-      msg: pub(ctx.msg, transfer),
-    };
-    return this.dispatch(req, transfer).then(([psig]) => new Uint8Array(psig!));
+    const req: ComputeRequest = { id: 0, op: 'sign', ...packed, counts: [ctx.pubkeys.length], xonly: xonlyOf(ctx.tweaks) };
+    return this.dispatch(req, [packed.buf]).then(([psig]) => new Uint8Array(psig!));
   }
 
   private deterministicSignOnWorker(
@@ -414,23 +492,9 @@ export class ComputePool implements Compute, PublicCompute {
       !isByteList(pubkeys) || !isTweakList(tweaks) || !isBytes(msg)) {
       return inlineCompute.deterministicSign(sk, aggothernonce, pubkeys, tweaks, msg, rand);
     }
-    const hasRand = rand !== undefined;
-    const secret = new ArrayBuffer(SK_BYTES + (hasRand ? RAND_BYTES : 0));
-    const s = new Uint8Array(secret);
-    s.set(sk, 0);
-    if (rand !== undefined) s.set(rand, SK_BYTES);
-    const transfer = [secret];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'deterministicSign',
-      secret,
-      hasRand,
-      aggothernonce: pub(aggothernonce, transfer),
-      pubkeys: pubList(pubkeys, transfer),
-      tweaks: pubTweaks(tweaks, transfer),
-      msg: pub(msg, transfer),
-    };
-    return this.dispatch(req, transfer).then(([pn, psig]) => ({ pubnonce: new Uint8Array(pn!), psig: new Uint8Array(psig!) }));
+    const packed = packRequest([sk, rand], [aggothernonce, msg, ...pubkeys, ...tweakBytes(tweaks)]);
+    const req: ComputeRequest = { id: 0, op: 'deterministicSign', ...packed, counts: [pubkeys.length], xonly: xonlyOf(tweaks) };
+    return this.dispatch(req, [packed.buf]).then(([pn, psig]) => ({ pubnonce: new Uint8Array(pn!), psig: new Uint8Array(psig!) }));
   }
 
   // Public operations: an input of the wrong type (one that cannot be copied) is left to musig2
@@ -439,16 +503,16 @@ export class ComputePool implements Compute, PublicCompute {
 
   private keyAggOnWorker(pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[]): Promise<{ xonly: Uint8Array; plain: Uint8Array }> {
     if (!isByteList(pubkeys) || !isTweakList(tweaks)) return inlineCompute.keyAgg(pubkeys, tweaks);
-    const transfer: ArrayBuffer[] = [];
-    const req: ComputeRequest = { id: 0, op: 'keyAgg', pubkeys: pubList(pubkeys, transfer), tweaks: pubTweaks(tweaks, transfer) };
-    return this.dispatch(req, transfer).then(([x, p]) => ({ xonly: new Uint8Array(x!), plain: new Uint8Array(p!) }));
+    const packed = packRequest([], [...pubkeys, ...tweakBytes(tweaks)]);
+    const req: ComputeRequest = { id: 0, op: 'keyAgg', ...packed, counts: [pubkeys.length], xonly: xonlyOf(tweaks) };
+    return this.dispatch(req, [packed.buf]).then(([x, p]) => ({ xonly: new Uint8Array(x!), plain: new Uint8Array(p!) }));
   }
 
   private nonceAggOnWorker(pubnonces: readonly Uint8Array[]): Promise<Uint8Array> {
     if (!isByteList(pubnonces)) return inlineCompute.nonceAgg(pubnonces);
-    const transfer: ArrayBuffer[] = [];
-    const req: ComputeRequest = { id: 0, op: 'nonceAgg', pubnonces: pubList(pubnonces, transfer) };
-    return this.dispatch(req, transfer).then(([aggnonce]) => new Uint8Array(aggnonce!));
+    const packed = packRequest([], pubnonces);
+    const req: ComputeRequest = { id: 0, op: 'nonceAgg', ...packed, counts: [], xonly: [] };
+    return this.dispatch(req, [packed.buf]).then(([aggnonce]) => new Uint8Array(aggnonce!));
   }
 
   private partialSigVerifyOnWorker(
@@ -463,18 +527,9 @@ export class ComputePool implements Compute, PublicCompute {
       typeof i !== 'number') {
       return inlineCompute.partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i);
     }
-    const transfer: ArrayBuffer[] = [];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'partialSigVerify',
-      psig: pub(psig, transfer),
-      pubnonces: pubList(pubnonces, transfer),
-      pubkeys: pubList(pubkeys, transfer),
-      tweaks: pubTweaks(tweaks, transfer),
-      msg: pub(msg, transfer),
-      i,
-    };
-    return this.dispatch(req, transfer).then(([valid]) => new Uint8Array(valid!)[0] === 1);
+    const packed = packRequest([], [psig, msg, ...pubnonces, ...pubkeys, ...tweakBytes(tweaks)]);
+    const req: ComputeRequest = { id: 0, op: 'partialSigVerify', ...packed, counts: [pubnonces.length, pubkeys.length], xonly: xonlyOf(tweaks), i };
+    return this.dispatch(req, [packed.buf]).then(([valid]) => new Uint8Array(valid!)[0] === 1);
   }
 
   private partialSigAggOnWorker(psigs: readonly Uint8Array[], ctx: SessionContext): Promise<Uint8Array> {
@@ -482,17 +537,9 @@ export class ComputePool implements Compute, PublicCompute {
       !isTweakList(ctx.tweaks) || !isBytes(ctx.msg)) {
       return inlineCompute.partialSigAgg(psigs, ctx);
     }
-    const transfer: ArrayBuffer[] = [];
-    const req: ComputeRequest = {
-      id: 0,
-      op: 'partialSigAgg',
-      psigs: pubList(psigs, transfer),
-      aggnonce: pub(ctx.aggnonce, transfer),
-      pubkeys: pubList(ctx.pubkeys, transfer),
-      tweaks: pubTweaks(ctx.tweaks, transfer),
-      msg: pub(ctx.msg, transfer),
-    };
-    return this.dispatch(req, transfer).then(([sig]) => new Uint8Array(sig!));
+    const packed = packRequest([], [ctx.aggnonce, ctx.msg, ...psigs, ...ctx.pubkeys, ...tweakBytes(ctx.tweaks)]);
+    const req: ComputeRequest = { id: 0, op: 'partialSigAgg', ...packed, counts: [psigs.length, ctx.pubkeys.length], xonly: xonlyOf(ctx.tweaks) };
+    return this.dispatch(req, [packed.buf]).then(([sig]) => new Uint8Array(sig!));
   }
 
   /**
@@ -512,40 +559,87 @@ export class ComputePool implements Compute, PublicCompute {
     this.closed = true;
     for (const t of this.respawnTimers) clearTimeout(t);
     this.respawnTimers.clear();
-    for (const w of this.waiting.splice(0)) w.reject(shuttingDown());
+    for (const w of [...this.waitingSign.drain(), ...this.waitingPublic.drain()]) w.reject(shuttingDown());
     await Promise.all(this.handles.map((h) => h.worker.terminate()));
   }
 
   // ---- permits ------------------------------------------------------------------------------
 
-  private acquire(): Promise<void> {
-    if (this.closed) return Promise.reject(shuttingDown());
-    if (this.permits > 0) {
-      this.permits--;
-      return Promise.resolve();
+  /** Counts a call against its client's quota, or refuses it at once. */
+  private admit(owner: string | undefined): void {
+    if (owner === undefined) return;
+    const n = this.perClient.get(owner) ?? 0;
+    if (n >= this.maxPerClient) {
+      throw new SignerError(
+        'RESOURCE_EXHAUSTED',
+        `client '${owner}' already has ${n} signing or Aggregator computations queued or running (cap ${this.maxPerClient} per client); retry when some finish`,
+      );
     }
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    this.perClient.set(owner, n + 1);
   }
 
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next !== undefined) next.resolve();
-    else this.permits++;
+  private leave(owner: string | undefined): void {
+    if (owner === undefined) return;
+    const n = (this.perClient.get(owner) ?? 1) - 1;
+    if (n <= 0) this.perClient.delete(owner);
+    else this.perClient.set(owner, n);
+  }
+
+  private acquire(kind: WorkClass, owner: string | undefined): Promise<void> {
+    if (this.closed) return Promise.reject(shuttingDown());
+    const queue = kind === 'sign' ? this.waitingSign : this.waitingPublic;
+    if (queue.length === 0 && this.permits > 0 && (kind === 'sign' || this.publicRunning < this.maxPublic)) {
+      this.take(kind);
+      return Promise.resolve();
+    }
+    if (this.queued() >= this.maxQueued) {
+      return Promise.reject(
+        new SignerError('RESOURCE_EXHAUSTED', `the compute queue is full (${this.maxQueued} calls waiting); retry shortly`),
+      );
+    }
+    return new Promise((resolve, reject) => queue.push({ owner, resolve, reject }));
+  }
+
+  private take(kind: WorkClass): void {
+    this.permits--;
+    if (kind === 'public') this.publicRunning++;
+  }
+
+  private release(kind: WorkClass): void {
+    this.permits++;
+    if (kind === 'public') this.publicRunning--;
+    // Hand free permits on: signing first, then Aggregator work within its share.
+    while (this.permits > 0) {
+      let next: Waiter | undefined;
+      if (this.waitingSign.length > 0) {
+        next = this.waitingSign.shift();
+        this.take('sign');
+      } else if (this.waitingPublic.length > 0 && this.publicRunning < this.maxPublic) {
+        next = this.waitingPublic.shift();
+        this.take('public');
+      } else {
+        break;
+      }
+      next!.resolve();
+    }
   }
 
   // ---- workers ------------------------------------------------------------------------------
 
   private dispatch(req: ComputeRequest, transfer: ArrayBuffer[]): Promise<ArrayBuffer[]> {
+    const secretBytes = 'buf' in req ? req.secretBytes : 0;
     const wipe = () => {
-      if ('secret' in req && req.secret.byteLength > 0) new Uint8Array(req.secret).fill(0);
+      if ('buf' in req && req.buf.byteLength > 0) new Uint8Array(req.buf, 0, secretBytes).fill(0);
     };
     if (this.closed) {
       wipe();
       return Promise.reject(shuttingDown());
     }
-    // Least busy first; a ready worker before one still starting.
-    let best: Handle | undefined;
-    for (const h of this.handles) {
+    // The worker this lease used before (its key-aggregation cache is warm for this call);
+    // else the least busy, a ready worker before one still starting.
+    const sticky = this.affinity;
+    let best: Handle | undefined = sticky?.h !== undefined && sticky.h.ready && !sticky.h.exited ? sticky.h : undefined;
+    for (const h of best === undefined ? this.handles : []) {
       if (h.exited) continue;
       if (
         best === undefined ||
@@ -560,6 +654,7 @@ export class ComputePool implements Compute, PublicCompute {
       return Promise.reject(new SignerError('UNAVAILABLE', 'no compute worker is running; nothing was signed'));
     }
     const h = best;
+    if (sticky !== undefined) sticky.h = h;
     const id = this.nextId++;
     req.id = id;
     return new Promise<ArrayBuffer[]>((resolve, reject) => {
@@ -570,9 +665,9 @@ export class ComputePool implements Compute, PublicCompute {
         reject(err instanceof Error ? err : new Error(String(err)));
         return;
       }
-      if ('secret' in req) this.hooks?.sent?.(req.op, req.secret, h.worker.threadId);
+      if ('buf' in req && isSecretOp(req.op)) this.hooks?.sent?.(req.op, req.buf, h.worker.threadId);
       else if (isPublicOp(req.op)) this.hooks?.posted?.(req.op, h.worker.threadId);
-      h.pending.set(id, { op: req.op, resolve, reject });
+      h.pending.set(id, { op: req.op, secretBytes, resolve, reject });
       if (h.pending.size === 1) h.worker.ref();
     });
   }
@@ -583,7 +678,7 @@ export class ComputePool implements Compute, PublicCompute {
     if (p === undefined) return;
     h.pending.delete(msg.id);
     if (h.pending.size === 0) h.worker.unref();
-    if (msg.wiped !== undefined && isSecretOp(p.op)) this.hooks?.wiped?.(p.op, new Uint8Array(msg.wiped));
+    if (msg.wiped !== undefined && isSecretOp(p.op)) this.hooks?.wiped?.(p.op, new Uint8Array(msg.wiped, 0, p.secretBytes));
     if (msg.ok) p.resolve(msg.out);
     else p.reject(rebuildError(msg.error));
   }
@@ -593,8 +688,13 @@ export class ComputePool implements Compute, PublicCompute {
     let worker: Worker;
     try {
       const { entry, eval: isEval, execArgv } = workerEntry();
-      const data: ComputeWorkerData = { test: this.hooks !== undefined, failStart: this.hooks?.failStart === true };
-      worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false });
+      const data: ComputeWorkerData = {
+        backend: this.backend,
+        test: this.hooks !== undefined,
+        failStart: this.hooks?.failStart === true,
+      };
+      // env {}: the worker gets no copy of the environment (and so of anything secret in it).
+      worker = new Worker(entry, { eval: isEval, execArgv, workerData: data, stdout: false, stderr: false, env: {} });
     } catch (err) {
       // No thread, so no 'exit' to trigger a replacement: the caller decides (start fails; a
       // respawn tries again later).

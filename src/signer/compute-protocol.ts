@@ -2,13 +2,16 @@
 // (compute-worker.ts), and the error round trip. Shared by both sides, so it imports nothing
 // but musig2: a worker must not load the keystore or the ledger (native modules).
 //
-// Secrets cross the thread boundary only inside `secret`, an ArrayBuffer that is moved (in
-// the transfer list, never structured-cloned) and wiped by whichever side holds it last.
-// Public inputs travel as compact copies, also transferred. Outputs come back as transferred
-// ArrayBuffers. The public operations (the Aggregator's arithmetic) carry no `secret` at all.
+// A request is one ArrayBuffer, moved through the transfer list (never structured-cloned),
+// holding its byte inputs back to back: first the secret ones (if any), then the public ones,
+// their lengths in `lens`. One buffer instead of one per input keeps the hand-off cheap (each
+// transferred buffer costs a detach here and a new object there). Whichever side holds the
+// buffer last wipes its secret prefix: the worker in `finally`, this side if posting fails.
+// Outputs come back as transferred ArrayBuffers. The public operations (the Aggregator's
+// arithmetic) carry no secret bytes at all.
 
 import { InvalidContributionError, InvalidInputError, Musig2Error } from '../musig2/index.js';
-import type { Contribution, Tweak } from '../musig2/index.js';
+import type { BackendName, Contribution } from '../musig2/index.js';
 
 /** The secret-bearing operations the pool runs. */
 export type ComputeOp = 'nonceGen' | 'sign' | 'deterministicSign';
@@ -28,55 +31,70 @@ export const RAND_BYTES = 32;
 export const SECNONCE_BYTES = 97;
 
 /**
- * A request for a secret-bearing operation. `secret` layouts:
- * - nonceGen: [sk (32) if hasSk] [rand' (32) if hasRand]
- * - sign: sk (32) || secnonce (97)
- * - deterministicSign: sk (32) [|| rand (32) if hasRand]
+ * A request for any operation but the test ones. `buf` holds the inputs in this order (an
+ * absent optional input has length -1; `secretBytes` is the length of the secret prefix):
+ * - nonceGen: secret [sk?, rand'?]; public [pk, aggpk?, msg?, extraIn?]
+ * - sign: secret [sk, secnonce (97)]; public [aggnonce, msg, pubkeys..., tweaks...]
+ * - deterministicSign: secret [sk, rand?]; public [aggothernonce, msg, pubkeys..., tweaks...]
+ * - keyAgg: [pubkeys..., tweaks...]
+ * - nonceAgg: [pubnonces...]
+ * - partialSigVerify: [psig, msg, pubnonces..., pubkeys..., tweaks...] (i in `i`)
+ * - partialSigAgg: [aggnonce, msg, psigs..., pubkeys..., tweaks...]
+ * `counts` gives the lengths of the lists in that order but the last; `xonly` has one entry
+ * per tweak (so the tweak count).
  */
-export type SecretRequest =
-  | {
-      id: number;
-      op: 'nonceGen';
-      secret: ArrayBuffer;
-      hasSk: boolean;
-      hasRand: boolean;
-      pk: Uint8Array;
-      aggpk?: Uint8Array;
-      msg?: Uint8Array;
-      extraIn?: Uint8Array;
-    }
-  | { id: number; op: 'sign'; secret: ArrayBuffer; aggnonce: Uint8Array; pubkeys: Uint8Array[]; tweaks: Tweak[]; msg: Uint8Array }
-  | {
-      id: number;
-      op: 'deterministicSign';
-      secret: ArrayBuffer;
-      hasRand: boolean;
-      aggothernonce: Uint8Array;
-      pubkeys: Uint8Array[];
-      tweaks: Tweak[];
-      msg: Uint8Array;
-    };
+export interface OpRequest {
+  id: number;
+  op: ComputeOp | ComputePublicOp;
+  buf: ArrayBuffer;
+  lens: number[];
+  secretBytes: number;
+  counts: number[];
+  xonly: boolean[];
+  i?: number;
+}
 
-/** A request for a public operation: inputs only, all of them public. `i` is 0-based. */
-export type PublicRequest =
-  | { id: number; op: 'keyAgg'; pubkeys: Uint8Array[]; tweaks: Tweak[] }
-  | { id: number; op: 'nonceAgg'; pubnonces: Uint8Array[] }
-  | {
-      id: number;
-      op: 'partialSigVerify';
-      psig: Uint8Array;
-      pubnonces: Uint8Array[];
-      pubkeys: Uint8Array[];
-      tweaks: Tweak[];
-      msg: Uint8Array;
-      i: number;
+/** The inputs as consecutive parts of one fresh ArrayBuffer (secret parts first). */
+export function packRequest(
+  secretParts: readonly (Uint8Array | undefined)[],
+  publicParts: readonly (Uint8Array | undefined)[],
+): { buf: ArrayBuffer; lens: number[]; secretBytes: number } {
+  let total = 0;
+  let secretBytes = 0;
+  const lens: number[] = [];
+  for (const [k, parts] of [secretParts, publicParts].entries()) {
+    for (const p of parts) {
+      lens.push(p === undefined ? -1 : p.byteLength);
+      total += p?.byteLength ?? 0;
     }
-  | { id: number; op: 'partialSigAgg'; psigs: Uint8Array[]; aggnonce: Uint8Array; pubkeys: Uint8Array[]; tweaks: Tweak[]; msg: Uint8Array };
+    if (k === 0) secretBytes = total;
+  }
+  const buf = new ArrayBuffer(total);
+  const bytes = new Uint8Array(buf);
+  let off = 0;
+  for (const p of [...secretParts, ...publicParts]) {
+    if (p === undefined) continue;
+    bytes.set(p, off);
+    off += p.byteLength;
+  }
+  return { buf, lens, secretBytes };
+}
+
+/** The parts of a packed request, as views into its buffer (undefined for an absent one). */
+export function unpackRequest(buf: ArrayBuffer, lens: readonly number[]): (Uint8Array | undefined)[] {
+  let off = 0;
+  return lens.map((len) => {
+    if (len < 0) return undefined;
+    const view = new Uint8Array(buf, off, len);
+    off += len;
+    return view;
+  });
+}
 
 /** Tests only. */
 export type TestRequest = { id: number; op: ComputeTestOp; sab?: SharedArrayBuffer };
 
-export type ComputeRequest = SecretRequest | PublicRequest | TestRequest;
+export type ComputeRequest = OpRequest | TestRequest;
 
 const SECRET_OPS: ReadonlySet<string> = new Set<ComputeOp>(['nonceGen', 'sign', 'deterministicSign']);
 const PUBLIC_OPS: ReadonlySet<string> = new Set<ComputePublicOp>(['keyAgg', 'nonceAgg', 'partialSigVerify', 'partialSigAgg']);
@@ -85,15 +103,14 @@ const TEST_OPS: ReadonlySet<string> = new Set<ComputeTestOp>(['crash', 'exit', '
 export const isSecretOp = (op: string): op is ComputeOp => SECRET_OPS.has(op);
 export const isPublicOp = (op: string): op is ComputePublicOp => PUBLIC_OPS.has(op);
 export const isTestOp = (op: string): op is ComputeTestOp => TEST_OPS.has(op);
-export const isPublicRequest = (r: ComputeRequest): r is PublicRequest => isPublicOp(r.op);
 export const isTestRequest = (r: ComputeRequest): r is TestRequest => isTestOp(r.op);
 
 /**
  * A worker's answer. `out` per op: nonceGen [secnonce (97), pubnonce (66)], sign [psig (32)],
  * deterministicSign [pubnonce (66), psig (32)], keyAgg [xonly (32), plain (33)], nonceAgg
  * [aggnonce (66)], partialSigVerify [valid (1): 1 or 0], partialSigAgg [signature (64)].
- * `wiped` (test workers only, secret ops only) is the request's secret buffer after the worker
- * zeroed it, sent back so a test can inspect it.
+ * `wiped` (test workers only, secret ops only) is the request's buffer after the worker zeroed
+ * its secret prefix, sent back so a test can inspect that prefix.
  */
 export type ComputeResponse =
   | { type: 'ready' }
@@ -111,6 +128,8 @@ export interface SerializedError {
 
 /** The data a worker is started with. */
 export interface ComputeWorkerData {
+  /** The curve backend the main thread runs on: the worker must run the same one. */
+  backend: BackendName;
   /** Accept test ops and send wiped secret buffers back. */
   test: boolean;
   /** Tests only: throw while starting, before saying ready. */

@@ -3,22 +3,15 @@
 // compute-pool.ts. It imports musig2 only (no keystore, ledger or logger), builds the G
 // tables, then says it is ready.
 //
-// Secrets arrive in the request's transferred `secret` ArrayBuffer; musig2 reads them through
-// views, and the buffer is zeroed in `finally` whatever happens. Outputs go back transferred,
+// A request arrives as one transferred ArrayBuffer; musig2 reads its inputs through views, and
+// its secret prefix is zeroed in `finally` whatever happens. Outputs go back transferred,
 // so no copy of a secret output (the secnonce) stays here.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import * as musig2 from '../musig2/index.js';
-import { RAND_BYTES, SECNONCE_BYTES, SK_BYTES, isPublicRequest, isTestRequest, serializeError } from './compute-protocol.js';
-import type {
-  ComputeRequest,
-  ComputeResponse,
-  ComputeTestOp,
-  ComputeWorkerData,
-  PublicRequest,
-  SecretRequest,
-} from './compute-protocol.js';
+import { isTestRequest, serializeError, unpackRequest } from './compute-protocol.js';
+import type { ComputeRequest, ComputeResponse, ComputeTestOp, ComputeWorkerData, OpRequest } from './compute-protocol.js';
 
 const port = ((): MessagePort => {
   if (parentPort === null) throw new Error('compute-worker runs only as a worker thread');
@@ -55,69 +48,61 @@ function testOp(id: number, op: ComputeTestOp, sab: SharedArrayBuffer | undefine
   port.postMessage({ type: 'result', id, ok: true, out: [] } satisfies ComputeResponse);
 }
 
-/** Runs one secret-bearing operation; returns its outputs as [bytes, isSecret] pairs. */
-function run(req: SecretRequest, secret: Uint8Array): [Uint8Array, boolean][] {
+/** The tweaks at the end of a request's parts. */
+function tweaksOf(parts: readonly (Uint8Array | undefined)[], from: number, xonly: readonly boolean[]): musig2.Tweak[] {
+  return xonly.map((x, j) => ({ tweak: parts[from + j]!, xonly: x }));
+}
+
+/** Runs one operation on the views into its request buffer; returns its outputs as [bytes, isSecret] pairs. */
+function run(req: OpRequest, parts: (Uint8Array | undefined)[]): [Uint8Array, boolean][] {
+  const list = (from: number, n: number) => parts.slice(from, from + n) as Uint8Array[];
   switch (req.op) {
     case 'nonceGen': {
-      let off = 0;
-      const sk = req.hasSk ? secret.subarray(off, (off += SK_BYTES)) : undefined;
-      const rand = req.hasRand ? secret.subarray(off, (off += RAND_BYTES)) : undefined;
-      const out = musig2.nonceGen({ sk, pk: req.pk, aggpk: req.aggpk, msg: req.msg, extraIn: req.extraIn, rand });
+      const [sk, rand, pk, aggpk, msg, extraIn] = parts;
+      const out = musig2.nonceGen({ sk, pk: pk!, aggpk, msg, extraIn, rand });
       return [
         [out.secnonce, true],
         [out.pubnonce, false],
       ];
     }
     case 'sign': {
-      const sk = secret.subarray(0, SK_BYTES);
-      const secnonce = secret.subarray(SK_BYTES, SK_BYTES + SECNONCE_BYTES);
-      const psig = musig2.sign(secnonce, sk, { aggnonce: req.aggnonce, pubkeys: req.pubkeys, tweaks: req.tweaks, msg: req.msg });
+      const [sk, secnonce, aggnonce, msg] = parts;
+      const n = req.counts[0]!;
+      const psig = musig2.sign(secnonce!, sk!, { aggnonce: aggnonce!, pubkeys: list(4, n), tweaks: tweaksOf(parts, 4 + n, req.xonly), msg: msg! });
       return [[psig, false]];
     }
     case 'deterministicSign': {
-      const sk = secret.subarray(0, SK_BYTES);
-      const rand = req.hasRand ? secret.subarray(SK_BYTES, SK_BYTES + RAND_BYTES) : undefined;
-      const out = musig2.deterministicSign(sk, req.aggothernonce, req.pubkeys, req.tweaks, req.msg, rand);
+      const [sk, rand, aggothernonce, msg] = parts;
+      const n = req.counts[0]!;
+      const out = musig2.deterministicSign(sk!, aggothernonce!, list(4, n), tweaksOf(parts, 4 + n, req.xonly), msg!, rand);
       return [
         [out.pubnonce, false],
         [out.psig, false],
       ];
     }
-  }
-}
-
-/** Runs one public operation; every output is public. */
-function runPublic(req: PublicRequest): Uint8Array[] {
-  switch (req.op) {
     case 'keyAgg': {
-      const ctx = musig2.keyAggAndTweak(req.pubkeys, req.tweaks);
-      return [musig2.getXonlyPk(ctx), musig2.getPlainPk(ctx)];
+      const n = req.counts[0]!;
+      const ctx = musig2.keyAggAndTweak(list(0, n), tweaksOf(parts, n, req.xonly));
+      return [
+        [musig2.getXonlyPk(ctx), false],
+        [musig2.getPlainPk(ctx), false],
+      ];
     }
     case 'nonceAgg':
-      return [musig2.nonceAgg(req.pubnonces)];
-    case 'partialSigVerify':
-      return [Uint8Array.of(musig2.partialSigVerify(req.psig, req.pubnonces, req.pubkeys, req.tweaks, req.msg, req.i) ? 1 : 0)];
-    case 'partialSigAgg':
-      return [musig2.partialSigAgg(req.psigs, { aggnonce: req.aggnonce, pubkeys: req.pubkeys, tweaks: req.tweaks, msg: req.msg })];
+      return [[musig2.nonceAgg(parts as Uint8Array[]), false]];
+    case 'partialSigVerify': {
+      const [psig, msg] = parts;
+      const [nn, nk] = req.counts as [number, number];
+      const ok = musig2.partialSigVerify(psig!, list(2, nn), list(2 + nn, nk), tweaksOf(parts, 2 + nn + nk, req.xonly), msg!, req.i!);
+      return [[Uint8Array.of(ok ? 1 : 0), false]];
+    }
+    case 'partialSigAgg': {
+      const [aggnonce, msg] = parts;
+      const [ns, nk] = req.counts as [number, number];
+      const sig = musig2.partialSigAgg(list(2, ns), { aggnonce: aggnonce!, pubkeys: list(2 + ns, nk), tweaks: tweaksOf(parts, 2 + ns + nk, req.xonly), msg: msg! });
+      return [[sig, false]];
+    }
   }
-}
-
-function handlePublic(req: PublicRequest): void {
-  const transfer: ArrayBuffer[] = [];
-  let res: ComputeResponse;
-  try {
-    // Fresh copies (at most 66 bytes) go back, never musig2's own arrays: one it also keeps in
-    // a cache would be detached by the transfer.
-    const out = runPublic(req).map((bytes) => {
-      const buf = bytes.slice().buffer;
-      transfer.push(buf);
-      return buf;
-    });
-    res = { type: 'result', id: req.id, ok: true, out };
-  } catch (err) {
-    res = { type: 'result', id: req.id, ok: false, error: serializeError(err) };
-  }
-  port.postMessage(res, transfer);
 }
 
 function handle(msg: ComputeRequest): void {
@@ -125,30 +110,31 @@ function handle(msg: ComputeRequest): void {
     if (test) testOp(msg.id, msg.op, msg.sab); // never in production workers
     return;
   }
-  if (isPublicRequest(msg)) {
-    handlePublic(msg);
-    return;
-  }
-  const req: SecretRequest = msg;
-  const secret = new Uint8Array(req.secret);
+  const req: OpRequest = msg;
+  const secret = new Uint8Array(req.buf, 0, req.secretBytes);
   const transfer: ArrayBuffer[] = [];
   let res: ComputeResponse;
   try {
-    const out = run(req, secret).map(([bytes, isSecret]) => transferable(bytes, isSecret, transfer));
+    const parts = unpackRequest(req.buf, req.lens);
+    // Public outputs go back as fresh copies, never musig2's own arrays (one it also keeps in a
+    // cache would be detached by the transfer); secret ones are moved, or copied and wiped.
+    const out = run(req, parts).map(([bytes, isSecret]) => (isSecret ? transferable(bytes, true, transfer) : transferable(bytes.slice(), false, transfer)));
     res = { type: 'result', id: req.id, ok: true, out };
   } catch (err) {
     res = { type: 'result', id: req.id, ok: false, error: serializeError(err) };
   } finally {
     secret.fill(0);
   }
-  if (test) {
-    res.wiped = req.secret;
-    transfer.push(req.secret);
+  if (test && req.secretBytes > 0) {
+    res.wiped = req.buf;
+    transfer.push(req.buf);
   }
   port.postMessage(res, transfer);
 }
 
 if (test && data?.failStart === true) throw new Error('test start failure');
+// The main thread's backend; if it cannot run here (native addon missing), starting fails.
+if (data !== undefined) musig2.selectBackend(data.backend);
 musig2.warmUp();
 port.on('message', handle);
 port.postMessage({ type: 'ready' } satisfies ComputeResponse);

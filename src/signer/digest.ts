@@ -1,6 +1,8 @@
-// The signing-context digest the ledger stores per used nonce (DESIGN.md section 3). Two
-// requests get the same digest exactly when they would sign the same thing with the same
-// key, so "same digest" means "a retry" and "other digest" means "a nonce-reuse attempt".
+// The signing-context digest the ledger stores per used nonce on the random path (DESIGN.md
+// section 3). Two requests get the same digest exactly when they would sign the same thing
+// with the same key, so "same digest" means "a retry" and "other digest" means "a nonce-reuse
+// attempt". DeterministicSign rows use deterministicDigest() (below); the audit log still
+// records contextDigest() for both paths, as a fingerprint of the request.
 //
 // digest = SHA256(SHA256(TAG) || SHA256(TAG) || data), TAG = "musig2-signer/context/v1", where
 // data is this canonical, length-prefixed encoding (all integers big-endian):
@@ -32,6 +34,7 @@ export interface SigningContext {
 const UTF8 = new TextEncoder();
 const CONTEXT_TAG_HASH = sha256(UTF8.encode('musig2-signer/context/v1'));
 const BINDING_TAG_HASH = sha256(UTF8.encode('musig2-signer/binding/v1'));
+const DETERMINISTIC_TAG_HASH = sha256(UTF8.encode('musig2-signer/deterministic/v2'));
 
 export function contextDigest(ctx: SigningContext): Uint8Array {
   const h = sha256.create().update(CONTEXT_TAG_HASH).update(CONTEXT_TAG_HASH);
@@ -97,4 +100,19 @@ export function bindingDigest(
     writeMessage(h, message);
   }
   return h.digest();
+}
+
+/**
+ * The ledger digest of a DeterministicSign row (v2): SHA256(TAG || TAG || pubnonce || psig),
+ * TAG = "musig2-signer/deterministic/v2". The pubnonce fixes the secret nonce (BIP327 derives
+ * it from sk, aggothernonce, the tweaked aggregate key, the message and rand), so one nonce
+ * gives one partial signature per signing context, and two requests leak nothing as long as
+ * they release the same psig. So the digest binds what is released, not how the request was
+ * written: tweaks [5, 7] and [12], or one key under two labels, give the same pubnonce and
+ * psig, hence the same digest (a replay, answered); a different psig from one nonce gives
+ * another digest (refused and alarmed). Rows from earlier versions hold contextDigest(); the
+ * service compares their stored psig instead.
+ */
+export function deterministicDigest(pubnonce: Uint8Array, psig: Uint8Array): Uint8Array {
+  return sha256.create().update(DETERMINISTIC_TAG_HASH).update(DETERMINISTIC_TAG_HASH).update(pubnonce).update(psig).digest();
 }

@@ -14,14 +14,15 @@ export type {
   SignerKeystore,
   SignerServiceOptions,
 } from './service.js';
-export { ComputePool, DEFAULT_DEPTH, MAX_WORKERS, defaultPoolSize } from './compute-pool.js';
+export { ComputePool, DEFAULT_DEPTH, DEFAULT_MAX_COMPUTE_PER_CLIENT, DEFAULT_MAX_COMPUTE_QUEUE, MAX_WORKERS, defaultPoolSize } from './compute-pool.js';
 export type { Compute, ComputeOp, ComputePoolOptions, ComputePublicOp, ComputeTestHooks, PublicCompute } from './compute-pool.js';
 export { SignerError, toSignerError } from './errors.js';
 export type { ErrorInfo, SignerErrorCode } from './errors.js';
-export { DEFAULT_LIMITS, MAX_KEY_ID_LENGTH, SESSION_ID_BYTES } from './validate.js';
+export { DEFAULT_LIMITS, MAX_KEY_ID_LENGTH, SESSION_ID_BYTES, checkKeyId, checkSessionId } from './validate.js';
 export type { RequestLimits } from './validate.js';
-export { contextDigest, bindingDigest } from './digest.js';
+export { contextDigest, bindingDigest, deterministicDigest } from './digest.js';
 export type { SigningContext, SigningPath } from './digest.js';
+export { currentCaller, runAsCaller } from './caller.js';
 export { PsbtSignerService, ledgerSessionId } from './psbt-service.js';
 export type {
   PsbtDeterministicSignRequest,

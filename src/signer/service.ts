@@ -19,8 +19,9 @@ import * as musig2 from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
 import type { Keystore } from '../keystore/index.js';
 import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } from '../ledger/index.js';
+import { currentCaller } from './caller.js';
 import { ComputePool } from './compute-pool.js';
-import { bindingDigest, contextDigest } from './digest.js';
+import { bindingDigest, contextDigest, deterministicDigest } from './digest.js';
 import { SignerError, toSignerError } from './errors.js';
 import type { PolicyGate } from './policy-gate.js';
 import { Session, SessionStore } from './sessions.js';
@@ -47,6 +48,11 @@ export interface SignerServiceOptions {
   sessionTtlMs?: number;
   /** Cap on open sessions; NonceGen past it gets RESOURCE_EXHAUSTED. Default 10_000. */
   maxSessions?: number;
+  /**
+   * Cap on the open sessions of one client (the identity runAsCaller gives the call); NonceGen
+   * past it gets RESOURCE_EXHAUSTED. Default: a quarter of maxSessions (at least 1).
+   */
+  maxSessionsPerClient?: number;
   /** Longest message accepted. Default 1 MiB (see validate.ts). */
   maxMessageBytes?: number;
   /** Most entries in pubkeys. Default 1000. */
@@ -145,6 +151,7 @@ export class SignerService {
   private readonly ledger: NonceLedger;
   private readonly ttlMs: number;
   private readonly maxSessions: number;
+  private readonly maxSessionsPerClient: number;
   private readonly limits: RequestLimits;
   private readonly log: Logger;
   private readonly now: () => number;
@@ -164,6 +171,10 @@ export class SignerService {
     if (!Number.isInteger(this.maxSessions) || this.maxSessions < 1) {
       throw new RangeError('maxSessions must be a positive integer');
     }
+    this.maxSessionsPerClient = opts.maxSessionsPerClient ?? Math.max(1, Math.floor(this.maxSessions / 4));
+    if (!Number.isInteger(this.maxSessionsPerClient) || this.maxSessionsPerClient < 1) {
+      throw new RangeError('maxSessionsPerClient must be a positive integer');
+    }
     this.limits = {
       maxSigners: opts.maxSigners ?? DEFAULT_LIMITS.maxSigners,
       maxTweaks: opts.maxTweaks ?? DEFAULT_LIMITS.maxTweaks,
@@ -178,6 +189,7 @@ export class SignerService {
     this.policy = opts.policy;
     this.sessions = new SessionStore({
       maxOpen: this.maxSessions,
+      maxOpenPerOwner: this.maxSessionsPerClient,
       maxRetired: this.maxSessions,
       retentionMs: this.ttlMs,
       now: this.now,
@@ -260,8 +272,15 @@ export class SignerService {
     this.policy?.checkRawMessage(v.keyId);
     const key = await this.keystore.getKey(v.keyId);
     assertOwnKey(key.publicKey, v.pubkeys);
-    const aggpk = musig2.getXonlyPk(musig2.keyAggAndTweak(v.pubkeys, v.tweaks));
-    if (!this.sessions.tryReserve()) {
+    const owner = currentCaller();
+    const reserved = this.sessions.tryReserve(owner);
+    if (reserved === 'owner_full') {
+      throw new SignerError(
+        'RESOURCE_EXHAUSTED',
+        `client '${owner}' has too many open sessions (cap ${this.maxSessionsPerClient} per client); sign or let them expire, then retry`,
+      );
+    }
+    if (reserved === 'full') {
       throw new SignerError(
         'RESOURCE_EXHAUSTED',
         `too many open sessions (cap ${this.maxSessions}); sign or let sessions expire, then retry`,
@@ -282,13 +301,16 @@ export class SignerService {
       extraIn.set(v.extraIn, 32);
       let out: musig2.NonceGenOutput;
       try {
-        // The key is opened only once a worker has room, and wiped when the worker answers.
-        out = await this.compute.lease((c) =>
-          this.keystore.withSecretKey(v.keyId, (sk, k) => {
+        // Key aggregation (which also validates the keys and tweaks) runs on a worker, not on
+        // the event loop: tens of ms for a fresh list of 100 keys. The key is opened only once
+        // it has passed, under the same permit, and wiped when the worker answers.
+        out = await this.compute.lease(async (c) => {
+          const { xonly: aggpk } = await c.keyAgg(v.pubkeys, v.tweaks);
+          return this.keystore.withSecretKey(v.keyId, (sk, k) => {
             if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
             return c.nonceGen({ sk, pk: k.publicKey, aggpk, msg: v.message, extraIn, rand });
-          }),
-        );
+          });
+        });
       } finally {
         random.fill(0, 0, 32);
       }
@@ -312,6 +334,7 @@ export class SignerService {
         messageBound: v.message !== undefined,
         expiresAt,
         secnonce,
+        ...(owner === undefined ? {} : { owner }),
       });
       this.sessions.addReserved(session);
       added = true;
@@ -319,7 +342,7 @@ export class SignerService {
       return { sessionId: sessionId.slice(), pubnonce: out.pubnonce.slice(), expiresAtUnixMs: expiresAt };
     } finally {
       if (!added) {
-        this.sessions.cancelReservation();
+        this.sessions.cancelReservation(owner);
         secnonce?.fill(0);
       }
     }
@@ -489,28 +512,37 @@ export class SignerService {
     this.policy?.checkRawMessage(v.keyId);
     const key = await this.keystore.getKey(v.keyId);
     assertOwnKey(key.publicKey, v.pubkeys);
-    musig2.keyAggAndTweak(v.pubkeys, v.tweaks); // validates keys and tweaks before the key is opened
-    const digest = contextDigest({
-      path: 'deterministic',
-      keyId: v.keyId,
-      nonce: v.aggothernonce,
-      pubkeys: v.pubkeys,
-      tweaks: v.tweaks,
-      message: v.message,
-    });
-    const out = await this.compute.lease((c) =>
-      this.keystore.withSecretKey(v.keyId, (sk, k) => {
+    // Key aggregation validates the keys and tweaks on a worker (never on the event loop),
+    // before the key is opened under the same permit.
+    const out = await this.compute.lease(async (c) => {
+      await c.keyAgg(v.pubkeys, v.tweaks);
+      return this.keystore.withSecretKey(v.keyId, (sk, k) => {
         if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
         return c.deterministicSign(sk, v.aggothernonce, v.pubkeys, v.tweaks, v.message, v.rand);
-      }),
-    );
+      });
+    });
+    // The row's digest binds what this nonce releases (deterministicDigest): a request written
+    // differently that releases the same psig is a replay, never an alarm.
+    const digest = deterministicDigest(out.pubnonce, out.psig);
     let recorded: Awaited<ReturnType<NonceLedger['recordDeterministic']>>;
     try {
       recorded = await this.ledger.recordDeterministic({ keyId: v.keyId, pubnonce: out.pubnonce, digest, psig: out.psig });
     } catch (err) {
-      out.psig.fill(0);
-      if (err instanceof NonceReuseError) throw this.reuseAttempt(v.keyId, out.pubnonce, null, 'ledger');
-      throw err;
+      let released = false;
+      try {
+        if (!(err instanceof NonceReuseError)) throw err;
+        // A row from an earlier version holds the request's context digest: compare the stored
+        // partial signature itself. Same psig: a replay. Another one: never released.
+        const row = await this.ledger.findByPubnonce(out.pubnonce);
+        if (row?.path === 'deterministic' && row.psig !== null && equal(row.psig, out.psig)) {
+          this.log.info({ event: 'deterministic_replay', keyId: v.keyId }, 'replay of a DeterministicSign recorded by an earlier version');
+          released = true;
+          return { pubnonce: out.pubnonce, partialSig: out.psig };
+        }
+        throw this.reuseAttempt(v.keyId, out.pubnonce, null, 'ledger');
+      } finally {
+        if (!released) out.psig.fill(0);
+      }
     }
     if (recorded.outcome === 'replay' && !equal(recorded.psig, out.psig)) {
       // Same nonce, same context, another signature: the arithmetic or the ledger is broken.

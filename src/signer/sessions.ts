@@ -43,6 +43,8 @@ export interface NewSession {
   readonly expiresAt: number;
   /** Moved in: copied into the session, then this buffer is zeroed. */
   readonly secnonce: Uint8Array;
+  /** The client that opened it (for the per-client cap), if known. */
+  readonly owner?: string;
 }
 
 const isBytes = (b: Uint8Array, n: number): boolean => b instanceof Uint8Array && b.length === n;
@@ -60,6 +62,7 @@ export class Session {
   /** True when NonceGen was given a message (and `binding` covers it). */
   readonly messageBound: boolean;
   readonly expiresAt: number;
+  readonly owner: string | undefined;
   state: SessionState = 'open';
   /** Context digest of the first Sign attempt. */
   digest: Uint8Array | null = null;
@@ -94,6 +97,7 @@ export class Session {
     this.keyId = s.keyId;
     this.messageBound = s.messageBound;
     this.expiresAt = s.expiresAt;
+    this.owner = s.owner;
     this.retainUntil = s.expiresAt;
   }
 
@@ -123,6 +127,8 @@ export class Session {
 export interface SessionStoreOptions {
   /** Cap on open sessions (with reservations for NonceGen calls in progress). */
   readonly maxOpen: number;
+  /** Cap on the open sessions (and reservations) of one client. Default: maxOpen. */
+  readonly maxOpenPerOwner?: number;
   /** Bound on retired sessions kept for retries. */
   readonly maxRetired: number;
   /** How long a retired session is kept past its expiry. */
@@ -134,6 +140,8 @@ export class SessionStore {
   private readonly open = new Map<string, Session>();
   private readonly retired = new Map<string, Session>();
   private reserved = 0;
+  /** Open sessions and reservations per client. */
+  private readonly perOwner = new Map<string, number>();
 
   constructor(private readonly opts: SessionStoreOptions) {}
 
@@ -142,21 +150,39 @@ export class SessionStore {
     return this.open.size;
   }
 
-  /** Claim a slot under the cap before the (async) NonceGen work; false when full. */
-  tryReserve(): boolean {
-    if (this.open.size + this.reserved >= this.opts.maxOpen) return false;
+  /** Open sessions (and reservations) of one client. */
+  ownerCount(owner: string): number {
+    return this.perOwner.get(owner) ?? 0;
+  }
+
+  /**
+   * Claim a slot under the caps before the (async) NonceGen work: 'full' when the daemon's cap
+   * is reached, 'owner_full' when this client's is.
+   */
+  tryReserve(owner?: string): 'ok' | 'full' | 'owner_full' {
+    if (owner !== undefined && this.ownerCount(owner) >= (this.opts.maxOpenPerOwner ?? this.opts.maxOpen)) return 'owner_full';
+    if (this.open.size + this.reserved >= this.opts.maxOpen) return 'full';
     this.reserved++;
-    return true;
+    if (owner !== undefined) this.perOwner.set(owner, this.ownerCount(owner) + 1);
+    return 'ok';
   }
 
-  cancelReservation(): void {
+  cancelReservation(owner?: string): void {
     this.reserved--;
+    this.release(owner);
   }
 
-  /** Turn a reservation into an open session. */
+  /** Turn a reservation (made with the session's owner) into an open session. */
   addReserved(session: Session): void {
     this.reserved--;
     this.open.set(session.idHex, session);
+  }
+
+  private release(owner: string | undefined): void {
+    if (owner === undefined) return;
+    const n = this.ownerCount(owner) - 1;
+    if (n <= 0) this.perOwner.delete(owner);
+    else this.perOwner.set(owner, n);
   }
 
   get(idHex: string): Session | undefined {
@@ -206,10 +232,11 @@ export class SessionStore {
     }
     this.open.clear();
     this.retired.clear();
+    this.perOwner.clear();
   }
 
   private retire(session: Session): void {
-    this.open.delete(session.idHex);
+    if (this.open.delete(session.idHex)) this.release(session.owner);
     session.retainUntil = Math.max(session.expiresAt, this.opts.now()) + this.opts.retentionMs;
     this.retired.set(session.idHex, session);
     // Maps iterate in insertion order: the first entries are the longest retired.

@@ -2,6 +2,7 @@
 // proto field and the expected length or range. Validated values are copies, so a caller that
 // reuses its buffers cannot change a request (or a bound session) after the fact.
 
+import { isValidLabel, LABEL_RULE, MAX_LABEL_LENGTH } from '../keystore/index.js';
 import type { Tweak } from '../musig2/index.js';
 import { invalidArgument } from './errors.js';
 
@@ -25,7 +26,8 @@ export const DEFAULT_LIMITS: RequestLimits = {
   maxExtraInBytes: 1024,
 };
 
-export const MAX_KEY_ID_LENGTH = 256;
+/** A key id is a key label, so the same rule as `keys create --label`. */
+export const MAX_KEY_ID_LENGTH = MAX_LABEL_LENGTH;
 export const SESSION_ID_BYTES = 32;
 
 export interface ValidatedNonceGen {
@@ -58,13 +60,13 @@ function requestObject(req: unknown): Record<string, unknown> {
   return req as Record<string, unknown>;
 }
 
+/** A key id that could name a key: the label rule. The message never echoes the value. */
 export function checkKeyId(value: unknown): string {
   if (typeof value !== 'string' || value.length === 0) throw invalidArgument('key_id', 'must be a non-empty string');
   if (value.length > MAX_KEY_ID_LENGTH) {
     throw invalidArgument('key_id', `must be at most ${MAX_KEY_ID_LENGTH} characters, got ${value.length}`);
   }
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalidArgument('key_id', 'must not contain control characters');
+  if (!isValidLabel(value)) throw invalidArgument('key_id', `not a valid key label: ${LABEL_RULE}`);
   return value;
 }
 

@@ -174,4 +174,16 @@ describe('in-process helpers', () => {
     expect(() => keystoreOptions({}, { ...base, MUSIG2_PKCS11_PIN_FILE: '/p' })).toThrow(/only one/);
     expect(() => keystoreOptions({}, { MUSIG2_PKCS11_TOKEN: 't' })).toThrow(/no PIN/);
   });
+
+  it('takes MUSIG2_PKCS11_PIN out of the environment once read', () => {
+    const saved = process.env.MUSIG2_PKCS11_PIN;
+    process.env.MUSIG2_PKCS11_PIN = '97531';
+    try {
+      expect(keystoreOptions({}, { ...process.env, MUSIG2_PKCS11_TOKEN: 't' }).pin).toBe('97531');
+      expect(process.env.MUSIG2_PKCS11_PIN).toBeUndefined();
+    } finally {
+      if (saved === undefined) delete process.env.MUSIG2_PKCS11_PIN;
+      else process.env.MUSIG2_PKCS11_PIN = saved;
+    }
+  });
 });

@@ -196,7 +196,7 @@ describe('audit log', () => {
     writeFileSync(file, lines.join('\n'));
     const bad = await runCli(['audit', 'verify', file], { env: token.env });
     expect(bad.code).toBe(1);
-    expect(bad.stdout).toContain(`line ${target + 1}: hash does not match`);
+    expect(bad.stdout).toContain(`line ${target + 1}: mac does not match`);
   });
 });
 
@@ -221,11 +221,11 @@ describe('startup policy', () => {
     expect(r.stderr).toContain(`${bad}: rules[0]: unknown RPC 'Sing'`);
   });
 
-  it('refuses to continue an audit log whose last line is garbled', async () => {
+  it('refuses to continue an audit log whose complete last line is garbled', async () => {
     const log = join(token.dir, 'garbled.jsonl');
-    writeFileSync(log, '{"seq":1,"ti');
+    writeFileSync(log, '{"seq":1,"ti\n');
     const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--ledger', 'sqlite::memory:', '--audit-log', log], { env: token.env });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('the last line is incomplete');
+    expect(r.stderr).toContain('the last line is not valid JSON');
   });
 });

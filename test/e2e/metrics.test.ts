@@ -2,6 +2,7 @@
 // logs the bound metrics address, and GET /metrics counts the calls made, the open sessions and
 // a nonce-reuse attempt. A non-loopback metrics address is refused without --insecure.
 import { get } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientError, SignerClient } from '../../src/client/index.js';
 import * as musig2 from '../../src/musig2/index.js';
@@ -83,6 +84,45 @@ describe('metrics endpoint', () => {
     // Nothing request-derived becomes a label: no session ids, key ids or nonces.
     expect(after).not.toContain(Buffer.from(r1.sessionId).toString('hex'));
     expect(after).not.toContain('alice');
+  });
+
+  it('names the curve backend in the start log and in curve_backend_info (auto picks native when the addon loads)', async () => {
+    const entry = daemon.logEntries().find((e) => e.curveBackend !== undefined);
+    expect(entry?.curveBackend).toBe('native');
+    expect(entry?.requested).toBe('auto');
+    const body = (await scrape()).body;
+    expect(value(body, 'curve_backend_info', 'backend="native"')).toBe(1);
+    expect(body).not.toContain('curve_backend_info{backend="noble"}');
+  });
+
+  it('runs on the noble backend when asked, with the same answers', async () => {
+    const noble = await Daemon.start(token, { metrics: true, ledger: `sqlite:${join(token.dir, 'noble-ledger.sqlite')}`, args: ['--curve-backend', 'noble'] });
+    const nobleClient = new SignerClient(noble.address);
+    try {
+      expect(noble.logEntries().find((e) => e.curveBackend !== undefined)?.curveBackend).toBe('noble');
+      const body = await new Promise<string>((resolve, reject) => {
+        get(`http://${noble.metricsAddress}/metrics`, (res) => {
+          let b = '';
+          res.on('data', (d: Buffer) => (b += d.toString()));
+          res.on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+      expect(value(body, 'curve_backend_info', 'backend="noble"')).toBe(1);
+      // DeterministicSign is deterministic: both daemons (one key, one token) give the same bytes.
+      const carol = musig2.individualPubkey(Uint8Array.from({ length: 32 }, (_, i) => i + 7));
+      const aggothernonce = musig2.nonceGen({ pk: carol, extraIn: Uint8Array.of(2) }).pubnonce;
+      const req = { keyId: 'alice', aggothernonce, pubkeys: [carol, alicePk], tweaks: [], message: new Uint8Array(32).fill(3) };
+      expect(await nobleClient.deterministicSign(req)).toEqual(await client.deterministicSign(req));
+    } finally {
+      nobleClient.close();
+      await noble.stop();
+    }
+  });
+
+  it('refuses an unknown --curve-backend (exit 2)', async () => {
+    const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--curve-backend', 'fast'], { env: token.env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--curve-backend must be one of auto, native, noble, got 'fast'/);
   });
 
   it('answers 404 for anything but GET /metrics', async () => {

@@ -119,7 +119,9 @@ describe('the final-signer role', () => {
     const file = join(token.dir, 'final.json');
     await writeFile(file, JSON.stringify(policyDoc(10_000)));
     const helperDaemon = await Daemon.start(token, { ledger: `sqlite:${join(token.dir, 'helper.db')}` });
-    const final = await Daemon.start(token, { ledger: 'none', args: ['--role', 'final-signer', '--policy', file] });
+    // With no ledger the audit log has no anchor: it is still written and verifies, and the start log says it is unanchored.
+    const finalAudit = join(token.dir, 'final-audit.jsonl');
+    const final = await Daemon.start(token, { ledger: 'none', args: ['--role', 'final-signer', '--policy', file, '--audit-log', finalAudit] });
     const helperClient = new SignerClient(helperDaemon.address);
     const finalClient = new SignerClient(final.address);
     try {
@@ -139,6 +141,11 @@ describe('the final-signer role', () => {
       const png = await refusal(finalClient.psbtNonceGen({ keyId: 'ours', psbt: await withNonces(5_000n, 'final-png') }));
       expect(png.errorInfo?.reason).toBe('FINAL_SIGNER_ONLY');
       expect(final.logEntries().some((e) => typeof e.msg === 'string' && e.msg.includes('no ledger (stateless)'))).toBe(true);
+      expect(final.logEntries().some((e) => e.event === 'audit_log_unanchored' && e.file === finalAudit)).toBe(true);
+      const finalRecords = (await readFile(finalAudit, 'utf8')).split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(finalRecords.filter((r) => r.rpc === 'PsbtDeterministicSign').map((r) => r.outcome)).toEqual(['ok', 'policy_denied']);
+      const verified = await runCli(['audit', 'verify', finalAudit], { env: token.env });
+      expect(verified.code).toBe(0);
       // A reload to a policy with a velocity rule is refused: there is no ledger to charge.
       const hashBefore = await finalClient.policyHash();
       await writeFile(file, JSON.stringify({ version: 1, network: 'regtest', keys: { ours: { rules: [{ name: 'daily', per_period: { amount: 1, period_seconds: 60 } }] } } }));

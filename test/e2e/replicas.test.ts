@@ -103,16 +103,17 @@ describe('two replicas, one PostgreSQL ledger', () => {
     expect(hex(rows[0]!.psig!)).toBe(hex(ra.partialSig));
   });
 
-  it('the same pubnonce under another signing context on the other replica is refused', async () => {
+  it('the same pubnonce with another recorded psig is refused on the other replica', async () => {
     const message = randomBytes(32);
     const other = await a.nonceGen({ keyId: 'alice', pubkeys });
     const req = { keyId: 'bob', aggothernonce: other.pubnonce, pubkeys, message };
     const first = await a.deterministicSign(req);
-    // Honest inputs cannot produce one deterministic pubnonce for two contexts (that is what
-    // the ledger guards against), so simulate the broken case: rewrite the recorded digest
-    // directly in the database, as if this pubnonce had been recorded for another context.
-    await cluster.sql(db, 'UPDATE nonces SET digest = $2 WHERE pubnonce = $1', [
+    // Honest inputs cannot make one deterministic nonce release two partial signatures (that
+    // is what the ledger guards against), so simulate the broken case: rewrite the recorded
+    // digest and psig directly in the database, as if this nonce had released another psig.
+    await cluster.sql(db, 'UPDATE nonces SET digest = $2, psig = $3 WHERE pubnonce = $1', [
       Buffer.from(first.pubnonce),
+      Buffer.from(randomBytes(32)),
       Buffer.from(randomBytes(32)),
     ]);
     const refused = await b.deterministicSign(req).catch((e: unknown) => e);

@@ -8,14 +8,17 @@
 // - every psig a client received: its pubnonce has a row, used_at is set, the row's digest is
 //   the digest of the context the client asked for, and the row's psig is the received psig;
 //   one pubnonce never came back with two different psigs or under two different digests;
-// - each audit log's hash chain verifies; no two successful Sign decisions for one session
+// - each audit log's keyed chain verifies (with the token, through `audit verify`, when the
+//   caller passes the token's environment; its links and shape otherwise); no two successful Sign decisions for one session
 //   carry different context digests; every successful Sign/DeterministicSign decision matches
-//   a used ledger row (by session and digest, or by digest on the deterministic path).
+//   a used ledger row (by session and digest, or by digest on the deterministic path, where
+//   both hold the digest of the released pubnonce and psig).
 import { readFile } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { verifyAuditText } from '../../src/audit/index.js';
-import type { AuditRecord } from '../../src/audit/index.js';
+import { verifyKeyedText } from '../../src/audit/index.js';
+import type { KeyedRecord } from '../../src/audit/index.js';
+import { runCli } from '../e2e/harness.js';
 
 export interface LedgerRow {
   key_id: string;
@@ -60,15 +63,22 @@ export async function readPgLedger(url: string): Promise<LedgerRow[]> {
   }
 }
 
-/** Parses an audit log after verifying its chain; throws (with the verifier's reason) when it does not verify. */
-export async function readAuditLog(file: string): Promise<AuditRecord[]> {
+/**
+ * Parses an audit log after verifying its chain; throws (with the verifier's reason) when it does
+ * not verify. With `tokenEnv` (the daemon's token), `audit verify` checks every mac in the token.
+ */
+export async function readAuditLog(file: string, tokenEnv?: NodeJS.ProcessEnv): Promise<KeyedRecord[]> {
   const text = await readFile(file, 'utf8');
-  const v = verifyAuditText(text);
+  const v = verifyKeyedText(text);
   if (!v.ok) throw new Error(`audit log ${file} does not verify: line ${v.line}: ${v.reason}`);
+  if (tokenEnv) {
+    const r = await runCli(['audit', 'verify', file], { env: tokenEnv });
+    if (r.code !== 0) throw new Error(`audit log ${file} does not verify in the token: ${r.stdout}${r.stderr}`);
+  }
   return text
     .split('\n')
     .filter((l) => l.length > 0)
-    .map((l) => JSON.parse(l) as AuditRecord);
+    .map((l) => JSON.parse(l) as KeyedRecord);
 }
 
 export interface InvariantReport {
@@ -89,6 +99,8 @@ export async function checkInvariants(opts: {
   rows: LedgerRow[];
   received: readonly Received[];
   auditFiles?: readonly string[];
+  /** The token's environment, so the audit logs' macs are checked in it. */
+  auditEnv?: NodeJS.ProcessEnv;
 }): Promise<InvariantReport> {
   const violations: string[] = [];
   const byNonce = new Map<string, LedgerRow>();
@@ -142,9 +154,9 @@ export async function checkInvariants(opts: {
   let auditSigned = 0;
   const signContexts = new Map<string, string>();
   for (const file of opts.auditFiles ?? []) {
-    let records: AuditRecord[];
+    let records: KeyedRecord[];
     try {
-      records = await readAuditLog(file);
+      records = await readAuditLog(file, opts.auditEnv);
     } catch (err) {
       violations.push((err as Error).message);
       continue;

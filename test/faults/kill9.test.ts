@@ -7,7 +7,7 @@ import { randomBytes } from '@noble/hashes/utils.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientError, SignerClient } from '../../src/client/index.js';
-import { contextDigest } from '../../src/signer/digest.js';
+import { contextDigest, deterministicDigest } from '../../src/signer/digest.js';
 import { Daemon, hex, importKey, makeToken, removeToken } from '../e2e/harness.js';
 import type { Token } from '../e2e/harness.js';
 import { checkInvariants, readSqliteLedger } from './invariants.js';
@@ -123,14 +123,14 @@ describe('kill -9 mid-session under load', () => {
       received.push({
         pubnonce: r.pubnonce,
         psig: r.partialSig,
-        digest: contextDigest({ path: 'deterministic', keyId: 'bob', nonce: d.params.aggothernonce, pubkeys, tweaks: [], message: d.params.message }),
+        digest: deterministicDigest(r.pubnonce, r.partialSig),
       });
     }
     expect(compared).toBeGreaterThan(0);
 
     await daemon!.stop();
     daemon = undefined;
-    const report = await checkInvariants({ rows: readSqliteLedger(ledgerFile), received, auditFiles: [auditFile] });
+    const report = await checkInvariants({ rows: readSqliteLedger(ledgerFile), received, auditFiles: [auditFile], auditEnv: token.env });
     expect(report.violations).toEqual([]);
     expect(report.auditSigned).toBeGreaterThan(0);
     console.log(`kill9: ${load.sessionsStarted} sessions, ${load.sessionsCompleted} signed, open ${load.open.length} (refused ${refused}, replayed ${replayed}), deterministic compared ${compared}, codes ${JSON.stringify([...load.codes])}, ledger rows ${report.rows}, audit records ${report.auditRecords}`);

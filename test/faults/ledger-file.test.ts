@@ -108,7 +108,7 @@ describe('the disk under the SQLite ledger alone full', () => {
       () => readSqliteLedger(file),
     );
     expect(load.count('NonceGen', 'UNAVAILABLE')).toBeGreaterThan(0);
-    const audit = await readAuditLog(r.auditFile);
+    const audit = await readAuditLog(r.auditFile, r.token.env);
     expect(audit.filter((a) => a.event === 'call' && a.outcome === 'error' && a.code === 'UNAVAILABLE').length).toBeGreaterThan(0);
   }, 120_000);
 });
@@ -195,7 +195,7 @@ describe('a read-only ledger file', () => {
     }
     await sign(daemon);
     await daemon.stop();
-    const report = await checkInvariants({ rows: readSqliteLedger(file), received, auditFiles: [auditFile] });
+    const report = await checkInvariants({ rows: readSqliteLedger(file), received, auditFiles: [auditFile], auditEnv: token!.env });
     expect(report.violations).toEqual([]);
     expect(report.received).toBe(received.length);
     expect(report.usedRows).toBeGreaterThanOrEqual(48);

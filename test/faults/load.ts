@@ -8,7 +8,7 @@ import { randomBytes } from '@noble/hashes/utils.js';
 import { ClientError } from '../../src/client/index.js';
 import type { DeterministicSignParams, SignerClient, SignParams } from '../../src/client/index.js';
 import { nonceAgg, nonceGen } from '../../src/musig2/index.js';
-import { contextDigest } from '../../src/signer/digest.js';
+import { contextDigest, deterministicDigest } from '../../src/signer/digest.js';
 import type { Received } from './invariants.js';
 
 export interface LoadOptions {
@@ -149,7 +149,7 @@ export class Load {
           this.received.push({
             pubnonce: d.pubnonce,
             psig: d.partialSig,
-            digest: contextDigest({ path: 'deterministic', keyId: this.o.deterministicKey, nonce: r1.pubnonce, pubkeys, tweaks: [], message }),
+            digest: deterministicDigest(d.pubnonce, d.partialSig),
           });
           other = d.pubnonce;
         } catch (err) {

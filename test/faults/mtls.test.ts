@@ -10,7 +10,7 @@ import { credentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientError, SignerClient } from '../../src/client/index.js';
 import { nonceAgg } from '../../src/musig2/index.js';
-import { contextDigest } from '../../src/signer/digest.js';
+import { contextDigest, deterministicDigest } from '../../src/signer/digest.js';
 import { createKey, Daemon, makeToken, removeToken } from '../e2e/harness.js';
 import type { Token } from '../e2e/harness.js';
 import { makePki } from '../e2e/pki.js';
@@ -74,7 +74,7 @@ describe('mTLS refusals', () => {
       const s = await good.sign({ sessionId: r1.sessionId, aggnonce, pubkeys, message });
       goodSigned = 2;
       received.push(
-        { pubnonce: other.pubnonce, psig: other.partialSig, digest: contextDigest({ path: 'deterministic', keyId: 'bob', nonce: r1.pubnonce, pubkeys, tweaks: [], message }) },
+        { pubnonce: other.pubnonce, psig: other.partialSig, digest: deterministicDigest(other.pubnonce, other.partialSig) },
         { pubnonce: s.pubnonce, psig: s.partialSig, digest: contextDigest({ path: 'random', keyId: 'alice', nonce: aggnonce, pubkeys, tweaks: [], message }), sessionId: r1.sessionId },
       );
 
@@ -115,11 +115,11 @@ describe('mTLS refusals', () => {
 
     await daemon!.stop();
     daemon = undefined;
-    const calls = (await readAuditLog(auditFile)).filter((r) => r.event === 'call');
+    const calls = (await readAuditLog(auditFile, token.env)).filter((r) => r.event === 'call');
     // Nothing but the good client ever got as far as a decision.
     expect([...new Set(calls.map((r) => r.client))]).toEqual([`CN=${CN}`]);
     expect(calls.filter((r) => r.outcome === 'ok').map((r) => r.rpc)).toEqual(['NonceGen', 'DeterministicSign', 'Sign', 'ListKeys']);
-    const report = await checkInvariants({ rows: readSqliteLedger(join(token.dir, 'ledger.sqlite')), received, auditFiles: [auditFile] });
+    const report = await checkInvariants({ rows: readSqliteLedger(join(token.dir, 'ledger.sqlite')), received, auditFiles: [auditFile], auditEnv: token.env });
     expect(report.violations).toEqual([]);
     expect(report.auditSigned).toBe(goodSigned);
     // Exactly two ledger rows: the good session and its deterministic co-signer.

@@ -64,7 +64,7 @@ describe('10,000 sessions through two replicas on one PostgreSQL ledger', () => 
 
     await Promise.all(daemons.map((d) => d.stop()));
     daemons = [];
-    const report = await checkInvariants({ rows: await readPgLedger(url), received: load.received, auditFiles: audits });
+    const report = await checkInvariants({ rows: await readPgLedger(url), received: load.received, auditFiles: audits, auditEnv: token.env });
     expect(report.violations).toEqual([]);
     expect(report.received).toBe(SESSIONS + DETERMINISTIC);
     expect(report.auditSigned).toBe(SESSIONS + DETERMINISTIC);

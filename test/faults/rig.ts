@@ -77,7 +77,7 @@ export async function runOutageScenario(
   for (const code of load.codeNames()) expect(CLEAN_CODES).toContain(code);
 
   await rig.daemon.stop();
-  const report = await checkInvariants({ rows: await readRows(), received: load.received, auditFiles: [rig.auditFile] });
+  const report = await checkInvariants({ rows: await readRows(), received: load.received, auditFiles: [rig.auditFile], auditEnv: rig.token.env });
   expect(report.violations).toEqual([]);
   expect(report.auditSigned).toBeGreaterThan(0);
   console.log(

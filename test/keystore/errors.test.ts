@@ -83,7 +83,7 @@ describe('opening', () => {
     expect(none).toBeInstanceOf(PinMissingError);
     expect(none.code).toBe('PIN_MISSING');
     const pinFile = join(scratch, 'pin');
-    writeFileSync(pinFile, `${USER_PIN}\n`);
+    writeFileSync(pinFile, `${USER_PIN}\n`, { mode: 0o600 });
     const both = await openError({ ...token.options, pinFile });
     expect(both.code).toBe('PIN_CONFLICT');
   });
@@ -101,13 +101,13 @@ describe('opening', () => {
 
   it('reports a wrong, empty or missing PIN file without printing its content', async () => {
     const wrong = join(scratch, 'pin-wrong');
-    writeFileSync(wrong, 'wrong-pin-in-file\n');
+    writeFileSync(wrong, "wrong-pin-in-file\n", { mode: 0o600 });
     const err = await openError({ modulePath: token.modulePath, tokenLabel: token.label, pinFile: wrong });
     expect(err).toBeInstanceOf(WrongPinError);
     expect(err.message).not.toContain('wrong-pin-in-file');
 
     const empty = join(scratch, 'pin-empty');
-    writeFileSync(empty, '\n');
+    writeFileSync(empty, "\n", { mode: 0o600 });
     expect((await openError({ modulePath: token.modulePath, tokenLabel: token.label, pinFile: empty })).code).toBe('PIN_MISSING');
 
     const absent = await openError({ modulePath: token.modulePath, tokenLabel: token.label, pinFile: join(scratch, 'absent') });

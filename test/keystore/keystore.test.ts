@@ -328,6 +328,24 @@ describe('randomness', () => {
     await expect(ks.random(1.5)).rejects.toThrow(RangeError);
   });
 
+  it("wipes the token's own output buffer, not only the copy it mixes", async () => {
+    const api = (ks as unknown as { mod: { api: { C_GenerateRandom(s: Buffer, b: Buffer): Buffer } } }).mod.api;
+    const real = api.C_GenerateRandom.bind(api);
+    const seen: Buffer[] = [];
+    api.C_GenerateRandom = (session, buf) => {
+      const out = real(session, buf);
+      seen.push(out, buf);
+      return out;
+    };
+    try {
+      expect(await ks.random(64)).toHaveLength(64);
+    } finally {
+      api.C_GenerateRandom = real;
+    }
+    expect(seen.length).toBe(2);
+    for (const b of seen) expect(b.every((x) => x === 0)).toBe(true);
+  });
+
   it('is healthy while the token answers', async () => {
     expect(await ks.healthy()).toBe(true);
   });

@@ -1,7 +1,7 @@
 // The keystore's pure parts, without a token: scalar range check, blob format and AAD,
 // entropy mixing, PIN resolution.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -127,8 +127,25 @@ describe('resolvePin', () => {
   it('takes the PIN directly or from a file, keeping inner whitespace', async () => {
     expect(await resolvePin({ pin: '1234' })).toBe('1234');
     const f = join(dir, 'p');
-    writeFileSync(f, ' 12 34\r\n');
+    writeFileSync(f, ' 12 34\r\n', { mode: 0o600 });
     expect(await resolvePin({ pinFile: f })).toBe(' 12 34');
+  });
+
+  it('refuses a PIN file that group or others may access, or that another user owns', async () => {
+    for (const mode of [0o644, 0o640, 0o604, 0o660]) {
+      const f = join(dir, `p-${mode.toString(8)}`);
+      writeFileSync(f, '1234\n');
+      chmodSync(f, mode);
+      const err = await resolvePin({ pinFile: f }).then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ code: 'PIN_FILE', message: expect.stringMatching(/accessible by group or others \(mode 0\d{3}\); run chmod 600/) });
+      expect((err as Error).message).not.toContain('1234');
+    }
+    const f = join(dir, 'p-other-owner');
+    writeFileSync(f, '1234\n', { mode: 0o600 });
+    if (process.getuid?.() === 0) {
+      chownSync(f, 65534, 65534);
+      await expect(resolvePin({ pinFile: f })).rejects.toMatchObject({ code: 'PIN_FILE', message: expect.stringMatching(/owned by uid 65534, not by the daemon's user/) });
+    }
   });
 
   it('needs exactly one source', async () => {

@@ -97,10 +97,23 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
       return Number(row?.c);
     };
     const schemaVersions = (store: LedgerStore) => store.query('SELECT version FROM schema_migrations ORDER BY version');
-    const ALL_VERSIONS = [{ version: 1 }, { version: 2 }];
+    const ALL_VERSIONS = [{ version: 1 }, { version: 2 }, { version: 3 }];
+    /** The tables each later schema version adds (2: the audit anchor, 3: velocity charges). */
+    const TABLES_OF: Record<number, string[]> = { 2: ['audit_heads'], 3: ['velocity_charges', 'velocity_totals'] };
+    /** Turns the test's store into one an older daemon left at `version`: later tables and their rows in schema_migrations gone. */
+    const leaveAt = async (version: number) => {
+      await t.ledger.close();
+      for (const [v, tables] of Object.entries(TABLES_OF)) {
+        if (Number(v) > version) for (const name of tables) await t.store.query(`DROP TABLE ${name}`);
+      }
+      await t.store.query(`DELETE FROM schema_migrations WHERE version > ${version}`);
+      expect(await schemaVersions(t.store)).toEqual(ALL_VERSIONS.filter((r) => r.version <= version));
+    };
+    const hexOf = (n: number) => Buffer.from(rand(n)).toString('hex');
+    const velocityCharge = (amount: bigint) => ({ keyId: 'alice', rule: 'daily', periodStart: 86_400, amount, limit: 1000n, txid: rand(32) });
 
     describe('opening', () => {
-      it('records schema versions 1 and 2 in a new store', async () => {
+      it('records every schema version in a new store', async () => {
         expect(await schemaVersions(t.store)).toEqual(ALL_VERSIONS);
       });
 
@@ -111,6 +124,35 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
         t.ledger = await t.store.open();
         expect((await t.ledger.findByPubnonce(e.pubnonce))?.keyId).toBe('alice');
         expect(await schemaVersions(t.store)).toEqual(ALL_VERSIONS);
+      });
+
+      it('migrates a version 1 store through versions 2 and 3, keeping its rows; both later tables work', async () => {
+        const e = freshNonce();
+        await t.ledger.recordNonce(e);
+        await leaveAt(1);
+        t.ledger = await t.store.open();
+        expect(await schemaVersions(t.store)).toEqual(ALL_VERSIONS);
+        expect((await t.ledger.findByPubnonce(e.pubnonce))?.keyId).toBe('alice');
+        const chain = hexOf(16);
+        const mac = hexOf(32);
+        expect(await t.ledger.recordAuditHead({ chain, seq: 1, mac })).toBe(true);
+        expect(await t.ledger.auditHead(chain)).toEqual({ seq: 1, mac });
+        expect(await t.ledger.markUsedCharging([{ pubnonce: e.pubnonce, digest: rand(32) }], velocityCharge(300n))).toEqual([{ outcome: 'marked' }]);
+        expect(await t.ledger.spentInPeriod('alice', 'daily', 86_400)).toBe(300n);
+      });
+
+      it('migrates a version 2 store (audit anchor, no velocity) to version 3, keeping its audit heads', async () => {
+        const chain = hexOf(16);
+        const mac = hexOf(32);
+        await t.ledger.recordAuditHead({ chain, seq: 7, mac });
+        await leaveAt(2);
+        t.ledger = await t.store.open();
+        expect(await schemaVersions(t.store)).toEqual(ALL_VERSIONS);
+        expect(await t.ledger.auditHead(chain)).toEqual({ seq: 7, mac });
+        const [e1, e2] = [freshNonce(), freshNonce()];
+        await Promise.all([t.ledger.recordNonce(e1), t.ledger.recordNonce(e2)]);
+        expect(await t.ledger.markUsedCharging([{ pubnonce: e1.pubnonce, digest: rand(32) }], velocityCharge(1000n))).toEqual([{ outcome: 'marked' }]);
+        await expect(t.ledger.markUsedCharging([{ pubnonce: e2.pubnonce, digest: rand(32) }], velocityCharge(1n))).rejects.toBeInstanceOf(VelocityExceededError);
       });
 
       it('refuses a ledger written by a newer schema', async () => {
@@ -371,6 +413,45 @@ export function ledgerContract(backend: string, newStore: () => Promise<LedgerSt
         await expect(t.ledger.markUsedCharging([m], { ...charge(1n), txid: rand(31) })).rejects.toThrow(/txid/);
         await expect(t.ledger.markUsedCharging([m], charge(-1n))).rejects.toThrow(/amount/);
         expect((await t.ledger.findByPubnonce(m.pubnonce))?.usedAtMs).toBeNull();
+      });
+    });
+
+    describe('audit anchor', () => {
+      const chain = () => rand(16).reduce((h, b) => h + b.toString(16).padStart(2, '0'), '');
+      const mac = () => Buffer.from(rand(32)).toString('hex');
+
+      it('knows no head for a chain it never saw', async () => {
+        expect(await t.ledger.auditHead(chain())).toBeNull();
+      });
+
+      it('keeps the furthest head of each chain: a later one moves it, an older one does not', async () => {
+        const a = chain();
+        const b = chain();
+        const m5 = mac();
+        // True when it moved the head; false (and no change) when the stored one is as far or further.
+        expect(await t.ledger.recordAuditHead({ chain: a, seq: 3, mac: mac() })).toBe(true);
+        expect(await t.ledger.recordAuditHead({ chain: a, seq: 5, mac: m5 })).toBe(true);
+        expect(await t.ledger.recordAuditHead({ chain: a, seq: 4, mac: mac() })).toBe(false);
+        expect(await t.ledger.recordAuditHead({ chain: a, seq: 5, mac: mac() })).toBe(false);
+        expect(await t.ledger.recordAuditHead({ chain: b, seq: 1, mac: m5 })).toBe(true);
+        expect(await t.ledger.auditHead(a)).toEqual({ seq: 5, mac: m5 });
+        expect(await t.ledger.auditHead(b)).toEqual({ seq: 1, mac: m5 });
+      });
+
+      it('is durable and shared: another handle, and a reopened ledger, see it', async () => {
+        const a = chain();
+        const m = mac();
+        await Promise.all([1, 2, 3].map((seq) => t.ledger.recordAuditHead({ chain: a, seq, mac: seq === 3 ? m : mac() })));
+        expect(await (await t.another()).auditHead(a)).toEqual({ seq: 3, mac: m });
+        await t.ledger.close();
+        t.ledger = await t.store.open();
+        expect(await t.ledger.auditHead(a)).toEqual({ seq: 3, mac: m });
+      });
+
+      it('refuses a malformed head', async () => {
+        await expect(t.ledger.recordAuditHead({ chain: 'xyz', seq: 1, mac: mac() })).rejects.toBeInstanceOf(LedgerError);
+        await expect(t.ledger.recordAuditHead({ chain: chain(), seq: 0, mac: mac() })).rejects.toBeInstanceOf(LedgerError);
+        await expect(t.ledger.recordAuditHead({ chain: chain(), seq: 1, mac: 'ab' })).rejects.toBeInstanceOf(LedgerError);
       });
     });
 

@@ -13,3 +13,9 @@ export function toHexUpper(b: Uint8Array): string {
 export function loadVectors<T = unknown>(name: string): T {
   return readVectorJson<T>(`bip327/${name}`);
 }
+
+/**
+ * Both curve backends, for describe.each. The native one must load (npm test builds it through
+ * scripts/ensure-deps.mjs); if it does not, its tests fail with the reason instead of skipping.
+ */
+export const BACKENDS = ['noble', 'native'] as const;

@@ -1,4 +1,5 @@
-// Random MuSig2 sessions, cross-checked against two independent implementations.
+// Random MuSig2 sessions, cross-checked against two independent implementations and across
+// our two curve backends.
 //
 // Every session runs the whole protocol with our core and ends with BIP340 verify of the final
 // signature: 1 to 16 signers (duplicate keys included), 0 to 3 tweaks of both kinds, messages of
@@ -15,6 +16,10 @@
 // sessions get both), because both peers redo key aggregation, in milliseconds, for every session
 // and every DeterministicSign; that keeps the file within a few tens of seconds on 2 cores.
 //
+// `ours` is the native backend (libsecp256k1). Every value it produces in every session is also
+// computed on the noble backend and must be byte-identical: individual and aggregate keys,
+// secnonces, pubnonces, partial signatures, verification results, final signatures.
+//
 // Random choices come from a seeded generator. Set MUSIG2_PROPERTY_SEED=<hex> to replay a run;
 // every failure message names the seed and the session.
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
@@ -22,11 +27,14 @@ import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, concatBytes, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import * as ours from '../../src/musig2/index.js';
+import { Musig2Error, musig2For } from '../../src/musig2/index.js';
 import type { SessionContext, Tweak } from '../../src/musig2/index.js';
 import { brandonblackPeer } from '../peers/brandonblack.js';
 import { scurePeer } from '../peers/scure.js';
 import type { MusigPeer } from '../peers/types.js';
+
+const ours = musig2For('native');
+const noble = musig2For('noble');
 
 const SESSIONS = 300;
 const BLOCKS = 6;
@@ -193,10 +201,16 @@ function runSession(plan: Plan): void {
   const same = (actual: Uint8Array, expected: Uint8Array, what: string): void => {
     expect(hex(actual), `${where}: ${what}`).toBe(hex(expected));
   };
+  /** The native result, after checking that noble computes the same bytes. */
+  const both = (what: string, f: (m: typeof ours) => Uint8Array): Uint8Array => {
+    const mine = f(ours);
+    same(f(noble), mine, `${what}: noble vs native`);
+    return mine;
+  };
 
   // Keys: our individual pubkeys, optionally put in KeySort order, which all three agree on.
   let sks = plan.sks;
-  let pks = sks.map((sk) => ours.individualPubkey(sk));
+  let pks = sks.map((sk, i) => both(`individual pubkey ${i}`, (m) => m.individualPubkey(sk)));
   for (const peer of plan.full) {
     pks.forEach((pk, i) => same(pk, peer.individualPubkey(sks[i]!), `individual pubkey ${i} vs ${peer.name}`));
   }
@@ -216,8 +230,8 @@ function runSession(plan: Plan): void {
   const ctx = ours.keyAggAndTweak(pks, tweaks);
   let stepwise = ours.keyAgg(pks);
   for (const t of tweaks) stepwise = ours.applyTweak(stepwise, t.tweak, t.xonly);
-  const aggX = ours.getXonlyPk(ctx);
-  const aggPlain = ours.getPlainPk(ctx);
+  const aggX = both('x-only aggregate key', (m) => m.getXonlyPk(m === ours ? ctx : m.keyAggAndTweak(pks, tweaks)));
+  const aggPlain = both('plain aggregate key', (m) => m.getPlainPk(m === ours ? ctx : m.keyAggAndTweak(pks, tweaks)));
   expect(aggX.length).toBe(32);
   expect(aggPlain.length).toBe(33);
   same(aggPlain.subarray(1), aggX, 'plain vs x-only aggregate key');
@@ -242,6 +256,9 @@ function runSession(plan: Plan): void {
       rand: c.rand,
     };
     const mine = ours.nonceGen(input);
+    const mirror = noble.nonceGen(input);
+    same(mirror.secnonce, mine.secnonce, `secnonce ${i}: noble vs native`);
+    same(mirror.pubnonce, mine.pubnonce, `pubnonce ${i}: noble vs native`);
     expect(mine.secnonce.length).toBe(97);
     expect(mine.pubnonce.length).toBe(66);
     same(mine.secnonce.subarray(64), pks[i]!, `secnonce ${i} carries the signer's pubkey`);
@@ -261,12 +278,15 @@ function runSession(plan: Plan): void {
   let detPsig: Uint8Array | undefined;
   let aggothernonce: Uint8Array | undefined;
   if (deterministic) {
-    aggothernonce = ours.nonceAgg(pubnonces);
+    aggothernonce = both('aggothernonce', (m) => m.nonceAgg(pubnonces));
     for (const peer of peers) same(peer.nonceAgg([...pubnonces]), aggothernonce, `aggothernonce vs ${peer.name}`);
     const rand =
       plan.detRand === 'absent' ? undefined : plan.detRand === 'zero' ? new Uint8Array(32) : plan.detRandBytes;
     const sk = sks[u - 1]!;
     const det = ours.deterministicSign(sk, aggothernonce, pks, tweaks, msg, rand);
+    const detNoble = noble.deterministicSign(sk, aggothernonce, pks, tweaks, msg, rand);
+    same(detNoble.pubnonce, det.pubnonce, 'deterministic pubnonce: noble vs native');
+    same(detNoble.psig, det.psig, 'deterministic psig: noble vs native');
     const again = ours.deterministicSign(sk, aggothernonce, pks, tweaks, msg, rand);
     same(again.pubnonce, det.pubnonce, 'DeterministicSign is idempotent (pubnonce)');
     same(again.psig, det.psig, 'DeterministicSign is idempotent (psig)');
@@ -284,7 +304,7 @@ function runSession(plan: Plan): void {
     detPsig = det.psig;
   }
 
-  const aggnonce = ours.nonceAgg(pubnonces);
+  const aggnonce = both('aggnonce', (m) => m.nonceAgg(pubnonces));
   for (const peer of peers) same(peer.nonceAgg([...pubnonces]), aggnonce, `aggnonce vs ${peer.name}`);
   if (aggothernonce !== undefined) {
     same(ours.nonceAgg([aggothernonce, pubnonces[u - 1]!]), aggnonce, 'aggnonce from aggothernonce');
@@ -294,12 +314,13 @@ function runSession(plan: Plan): void {
   const session: SessionContext = { aggnonce, pubkeys: pks, tweaks, msg };
   const psigs: Uint8Array[] = plan.nonces.map((_, i) => {
     const secnonce = secnonces[i]!.slice();
+    same(noble.sign(secnonces[i]!.slice(), sks[i]!, session), ours.sign(secnonces[i]!.slice(), sks[i]!, session), `psig ${i}: noble vs native`);
     const psig = ours.sign(secnonce, sks[i]!, session);
     expect(psig.length).toBe(32);
     expect(secnonce.subarray(0, 64).every((b) => b === 0), `${where}: secnonce ${i} wiped`).toBe(true);
     if (i === 0) {
       expect(() => ours.sign(secnonce, sks[i]!, session), `${where}: wiped secnonce ${i} reused`).toThrow(
-        ours.Musig2Error,
+        Musig2Error,
       );
     }
     return psig;
@@ -308,12 +329,14 @@ function runSession(plan: Plan): void {
 
   for (let i = 0; i < u; i++) {
     expect(ours.partialSigVerify(psigs[i]!, pubnonces, pks, tweaks, msg, i), `${where}: verify psig ${i}`).toBe(true);
+    expect(noble.partialSigVerify(psigs[i]!, pubnonces, pks, tweaks, msg, i), `${where}: noble verifies psig ${i}`).toBe(true);
   }
   const t = plan.tamperIndex;
   const bad = tamper(psigs[t]!);
   expect(ours.partialSigVerify(bad, pubnonces, pks, tweaks, msg, t), `${where}: tampered psig ${t}`).toBe(false);
+  expect(noble.partialSigVerify(bad, pubnonces, pks, tweaks, msg, t), `${where}: noble, tampered psig ${t}`).toBe(false);
 
-  const sig = ours.partialSigAgg(psigs, session);
+  const sig = both('final signature', (m) => m.partialSigAgg(psigs, session));
   expect(sig.length).toBe(64);
   expect(schnorr.verify(sig, msg, aggX), `${where}: BIP340 verify of the final signature`).toBe(true);
   const badPsigs = psigs.map((p, i) => (i === t ? bad : p));
@@ -350,7 +373,7 @@ function runSession(plan: Plan): void {
   if (deterministic) seen.detRand.add(plan.detRand);
 }
 
-describe(`property: random MuSig2 sessions vs scure and brandonblack (seed ${SEED_HEX})`, () => {
+describe(`property: random MuSig2 sessions, native vs noble vs scure and brandonblack (seed ${SEED_HEX})`, () => {
   afterAll(() => {
     // Printed so a green run can be replayed too.
     console.log(`property test seed: MUSIG2_PROPERTY_SEED=${SEED_HEX}, ${seen.sessions} sessions`);

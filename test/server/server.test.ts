@@ -44,13 +44,16 @@ describe('listen addresses', () => {
   });
 
   it('knows which hosts are loopback', () => {
-    for (const h of ['127.0.0.1', '127.8.9.10', '::1', 'localhost', '::ffff:127.0.0.1']) expect(isLoopbackHost(h), h).toBe(true);
-    for (const h of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'example.com', '::ffff:10.0.0.1']) expect(isLoopbackHost(h), h).toBe(false);
+    for (const h of ['127.0.0.1', '127.8.9.10', '::1', '::ffff:127.0.0.1']) expect(isLoopbackHost(h), h).toBe(true);
+    // A name is never trusted as loopback: /etc/hosts or DNS may map it anywhere.
+    for (const h of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'example.com', '::ffff:10.0.0.1', 'localhost', 'LOCALHOST']) expect(isLoopbackHost(h), h).toBe(false);
   });
 
   it('DaemonServer itself refuses plaintext on a non-loopback address, and allows it when told', async () => {
     const { logger } = capturingLogger();
     await expect(DaemonServer.start({ signer: service, logger, listen: '0.0.0.0:0' })).rejects.toBeInstanceOf(InsecureListenError);
+    // `localhost` is a name, not an address: it could resolve anywhere.
+    await expect(DaemonServer.start({ signer: service, logger, listen: 'localhost:0' })).rejects.toBeInstanceOf(InsecureListenError);
     const server = await DaemonServer.start({ signer: service, logger, listen: '0.0.0.0:0', insecure: true });
     expect(server.address).toMatch(/^0\.0\.0\.0:[1-9]\d*$/);
     expect(await server.shutdown(1000)).toEqual({ forced: false });

@@ -1,0 +1,94 @@
+// Calls in flight per client, at the server edge, over real connections: a client past its cap
+// is refused at once with RESOURCE_EXHAUSTED naming the cap, whatever connection it uses, and
+// is served again once its calls have answered. (HTTP/2 max_concurrent_streams holds one
+// connection to the same cap, so the client here opens one connection per call.)
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client, credentials, Metadata, status as Status } from '@grpc/grpc-js';
+import type { ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Keystore } from '../../src/keystore/index.js';
+import { openLedger } from '../../src/ledger/index.js';
+import type { NonceLedger } from '../../src/ledger/index.js';
+import { DaemonServer, quotaIdentity } from '../../src/server/index.js';
+import { SignerService } from '../../src/signer/index.js';
+import { capturingLogger, openTestKeystore } from '../signer/helpers.js';
+
+let dir: string;
+let keystore: Keystore;
+let ledger: NonceLedger;
+let service: SignerService;
+
+beforeAll(async () => {
+  const opened = await openTestKeystore('call-quota-');
+  dir = opened.dir;
+  keystore = opened.keystore;
+  ledger = await openLedger(`sqlite:${join(dir, 'ledger.sqlite')}`);
+  service = new SignerService({ keystore, ledger });
+});
+
+afterAll(async () => {
+  await service?.close();
+  await ledger?.close();
+  await keystore?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** ListKeys over a connection of its own. */
+function listKeys(address: string): Promise<{ code: number; details: string }> {
+  const c = new Client(address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+  return new Promise((resolve) => {
+    c.makeUnaryRequest(
+      '/musig2.signer.v1.Signer/ListKeys',
+      (x: Buffer) => x,
+      (x: Buffer) => x,
+      Buffer.alloc(0),
+      new Metadata(),
+      { deadline: Date.now() + 20_000 },
+      (err: ServiceError | null) => {
+        c.close();
+        resolve({ code: err?.code ?? Status.OK, details: err?.details ?? '' });
+      },
+    );
+  });
+}
+
+describe('calls in flight per client', () => {
+  it('refuses the call past the cap at once, on any connection, and serves again afterwards', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const held: string[] = [];
+    const signer = {
+      listKeys: async () => {
+        held.push('call');
+        await gate;
+        return service.listKeys();
+      },
+      nonceGen: service.nonceGen.bind(service),
+      sign: service.sign.bind(service),
+      deterministicSign: service.deterministicSign.bind(service),
+      health: service.health.bind(service),
+    };
+    const server = await DaemonServer.start({ signer, logger: capturingLogger().logger, listen: '127.0.0.1:0', maxCallsPerClient: 2 });
+    try {
+      const first = [listKeys(server.address), listKeys(server.address)];
+      while (held.length < 2) await new Promise((r) => setTimeout(r, 10));
+      const third = await listKeys(server.address);
+      expect(third.code).toBe(Status.RESOURCE_EXHAUSTED);
+      expect(third.details).toBe("client 'peer:127.0.0.1' already has 2 calls in flight (cap 2 per client); wait for answers before sending more");
+      open();
+      for (const r of await Promise.all(first)) expect(r.code).toBe(Status.OK);
+      expect((await listKeys(server.address)).code).toBe(Status.OK);
+    } finally {
+      await server.shutdown(1000);
+    }
+  });
+
+  it('names a client by its certificate, else by its address without the port', () => {
+    const call = (peer: string) => ({ getAuthContext: () => ({}), getPeer: () => peer });
+    expect(quotaIdentity(call('127.0.0.1:5555'))).toBe('peer:127.0.0.1');
+    expect(quotaIdentity(call('[::1]:5555'))).toBe('peer:::1');
+    const cert = { subject: { CN: 'coord-1' }, subjectaltname: undefined } as never;
+    expect(quotaIdentity({ getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: cert }), getPeer: () => '10.0.0.1:1' })).toBe('CN=coord-1');
+  });
+});
