@@ -23,7 +23,8 @@ beforeAll(async () => {
   const acl = join(token.dir, 'acl.json');
   writeFileSync(acl, JSON.stringify({ rules: [{ client: 'local', keys: ['k*1', 'k1'], rpcs: ['ListKeys', 'NonceGen', 'DeterministicSign'] }] }));
   auditFile = join(token.dir, 'audit.jsonl');
-  daemon = await Daemon.start(token, { args: ['--acl', acl, '--audit-log', auditFile] });
+  // A small PSBT cap, so the frame limit is the one the message caps derive (maxReceiveBytes).
+  daemon = await Daemon.start(token, { args: ['--acl', acl, '--audit-log', auditFile, '--max-psbt-bytes', '16384'] });
 });
 
 afterAll(async () => {
