@@ -2,12 +2,12 @@
 // signatures as nothing, and refuses whatever needs state (random nonces, velocity, the audit
 // anchor) as unavailable, never with an answer that reads as a fact about stored rows.
 import { describe, expect, it } from 'vitest';
-import { LedgerUnavailableError, NoLedger } from '../../src/ledger/index.js';
+import { LedgerUnavailableError, NoLedger, type NonceLedger } from '../../src/ledger/index.js';
 import { rand } from './contract.js';
 
 describe('NoLedger', () => {
   it('records deterministic signatures (keeping nothing) and refuses random nonces, velocity and the audit anchor', async () => {
-    const l = new NoLedger();
+    const l: NonceLedger = new NoLedger(); // called as the signer calls it, through the interface
     const entry = { keyId: 'k', pubnonce: rand(66), digest: rand(32), psig: rand(32) };
     expect(await l.recordDeterministic(entry)).toEqual({ outcome: 'recorded' });
     expect(await l.findByPubnonce(entry.pubnonce)).toBeNull();
