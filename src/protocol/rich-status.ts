@@ -111,10 +111,19 @@ function readFields(buf: Uint8Array, onField: (field: number, wireType: number, 
   }
 }
 
+/** Longest ErrorInfo metadata value sent, and most entries: a trailer must stay small (a large
+ * one can wedge the HTTP/2 connection), whatever a caller's request made the details say. */
+export const MAX_ERROR_INFO_VALUE_CHARS = 512;
+export const MAX_ERROR_INFO_ENTRIES = 24;
+
+function capValue(value: string): string {
+  return value.length <= MAX_ERROR_INFO_VALUE_CHARS ? value : `${value.slice(0, MAX_ERROR_INFO_VALUE_CHARS - 1)}…`;
+}
+
 export function encodeErrorInfo(info: ErrorInfo): Uint8Array {
   const w = new Writer().string(1, info.reason).string(2, info.domain);
-  for (const [key, value] of Object.entries(info.metadata)) {
-    w.bytes(3, new Writer().string(1, key).string(2, value).finish());
+  for (const [key, value] of Object.entries(info.metadata).slice(0, MAX_ERROR_INFO_ENTRIES)) {
+    w.bytes(3, new Writer().string(1, key.slice(0, 64)).string(2, capValue(value)).finish());
   }
   return w.finish();
 }

@@ -2,7 +2,14 @@
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
-import { decodeStatus, encodeErrorInfo, encodeStatus, ERROR_INFO_TYPE_URL } from '../../src/protocol/rich-status.js';
+import {
+  decodeStatus,
+  encodeErrorInfo,
+  encodeStatus,
+  ERROR_INFO_TYPE_URL,
+  MAX_ERROR_INFO_ENTRIES,
+  MAX_ERROR_INFO_VALUE_CHARS,
+} from '../../src/protocol/rich-status.js';
 
 const def = protoLoader.loadSync(fileURLToPath(new URL('./fixtures/rpc_status.proto', import.meta.url)), {
   defaults: true,
@@ -63,5 +70,14 @@ describe('rich-status codec', () => {
       // A cut on a field boundary is a valid shorter message; it must not invent an ErrorInfo.
       expect(decoded.errorInfos.length).toBe(0);
     }
+  });
+
+  it('keeps an ErrorInfo small whatever its metadata says (the trailer carries it)', () => {
+    const metadata = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'x'.repeat(100_000)]));
+    const bytes = encodeStatus({ code: 7, message: 'denied', errorInfos: [{ reason: 'R', domain: 'd', metadata }] });
+    const info = decodeStatus(bytes).errorInfos[0]!;
+    expect(Object.keys(info.metadata)).toHaveLength(MAX_ERROR_INFO_ENTRIES);
+    for (const v of Object.values(info.metadata)) expect(v.length).toBe(MAX_ERROR_INFO_VALUE_CHARS);
+    expect(bytes.length).toBeLessThan(MAX_ERROR_INFO_ENTRIES * (MAX_ERROR_INFO_VALUE_CHARS * 3 + 16) + 64);
   });
 });
