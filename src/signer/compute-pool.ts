@@ -281,7 +281,8 @@ export class ComputePool implements Compute, PublicCompute {
   private readonly waitingSign = new FairQueue();
   private readonly waitingPublic = new FairQueue();
   private readonly maxQueued: number;
-  private readonly maxPerClient: number;
+  /** Calls one client may have waiting or running (`maxPerClient`). */
+  readonly maxPerClient: number;
   /** Calls waiting or running, per client. */
   private readonly perClient = new Map<string, number>();
   /** Permits held by Aggregator work, and the most it may hold. */

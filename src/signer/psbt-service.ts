@@ -116,6 +116,28 @@ const SLOT_BYTES = SECNONCE_BYTES + PUBNONCE_BYTES + BINDING_BYTES;
 /** keystore.random() hands out at most this many bytes per call. */
 const RANDOM_CHUNK_BYTES = 1 << 15;
 
+/** Most computations one PSBT call has queued or running at once: a PSBT of any size stays within
+ * the per-client compute quota, and leaves room for the client's other calls. */
+const PSBT_COMPUTE_WIDTH = 8;
+
+/** Promise.allSettled over `items`, with at most `width` of `fn` running at a time, in order. */
+async function settleBounded<T, R>(items: readonly T[], width: number, fn: (item: T, index: number) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
+  const out: PromiseSettledResult<R>[] = new Array(items.length);
+  let next = 0;
+  const run = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        out[i] = { status: 'fulfilled', value: await fn(items[i]!, i) };
+      } catch (reason) {
+        out[i] = { status: 'rejected', reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, run));
+  return out;
+}
+
 const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const equal = (a: Uint8Array | null | undefined, b: Uint8Array) => a != null && Buffer.compare(a, b) === 0;
 
@@ -341,6 +363,11 @@ export class PsbtSignerService {
   private readonly now: () => number;
   private readonly onAlarm: PsbtServiceOptions['onAlarm'];
   private readonly compute: ComputePool;
+
+  /** How many of one call's inputs go to the compute pool at once (within the per-client quota). */
+  private computeWidth(): number {
+    return Math.max(1, Math.min(PSBT_COMPUTE_WIDTH, this.compute.maxPerClient));
+  }
   private readonly policy: PolicyGate | undefined;
   private readonly sessions: PsbtSessionStore;
   private readonly sweeper: NodeJS.Timeout;
@@ -480,8 +507,7 @@ export class PsbtSignerService {
       const random = await this.random32(n + 1);
       const sessionId = random.slice(32 * n);
       try {
-        const settled = await Promise.allSettled(
-          inputs.map((p, k) =>
+        const settled = await settleBounded(inputs, this.computeWidth(), (p, k) =>
             this.compute.lease((c) =>
               this.keystore.withSecretKey(keyId, (sk, kk) => {
                 if (!equal(kk.publicKey, key.publicKey)) throw keyChanged();
@@ -495,7 +521,6 @@ export class PsbtSignerService {
                 });
               }),
             ),
-          ),
         );
         settled.forEach((r) => outs.push(r.status === 'fulfilled' ? r.value : undefined));
         const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -679,14 +704,12 @@ export class PsbtSignerService {
       }
 
       // 2. Sign every input; each partial signature is self-verified in the worker.
-      const signed = await Promise.allSettled(
-        prepared.map((x, k) =>
+      const signed = await settleBounded(prepared, this.computeWidth(), (x, k) =>
           this.compute.lease((c) =>
             this.keystore.withSecretKey(session.keyId, (sk) =>
               c.sign(session.secnonce(k), sk, { aggnonce: x.aggnonce, pubkeys: x.plan.participants, tweaks: x.plan.tweaks, msg: x.plan.sighash }),
             ),
           ),
-        ),
       );
       const failed = signed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) {
@@ -843,15 +866,13 @@ export class PsbtSignerService {
       return { plan: p, aggnonce: aggothernonce, digest };
     });
 
-    const settled = await Promise.allSettled(
-      prepared.map((x) =>
+    const settled = await settleBounded(prepared, this.computeWidth(), (x) =>
         this.compute.lease((c) =>
           this.keystore.withSecretKey(keyId, (sk, k) => {
             if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
             return c.deterministicSign(sk, x.aggnonce, x.plan.participants, x.plan.tweaks as Tweak[], x.plan.sighash);
           }),
         ),
-      ),
     );
     const outs = settled.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
     const wipe = () => outs.forEach((o) => o?.psig.fill(0));

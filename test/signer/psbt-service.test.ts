@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Keystore } from '../../src/keystore/index.js';
 import { LedgerUnavailableError, openLedger, type NonceLedger } from '../../src/ledger/index.js';
 import { combinePsbts } from '../../src/psbt/index.js';
-import { ledgerSessionId, PsbtSignerService, type PsbtServiceOptions } from '../../src/signer/index.js';
+import { ComputePool, ledgerSessionId, PsbtSignerService, runAsCaller, type PsbtServiceOptions } from '../../src/signer/index.js';
 import { buildFixture, scureParticipant, type Fixture } from '../e2e/psbt-fixture.js';
 import { openTestKeystore, signerError } from './helpers.js';
 
@@ -150,6 +150,21 @@ describe('PsbtSign ledger ordering', () => {
     const otherTx = await round1(h.service, buildFixture(f.participants, secp256k1.utils.randomSecretKey(), { seed: 777 }));
     await signerError(restarted.psbtSign({ sessionId: r1.sessionId, psbt: otherTx.all }), 'FAILED_PRECONDITION');
     expect(h.alarms).toContain('nonce_reuse_attempt');
+  });
+});
+
+describe('per-client compute quota', () => {
+  it('a PSBT with more inputs than the quota still signs: one call sends its inputs a few at a time', async () => {
+    const compute = await ComputePool.start(1, { maxPerClient: 1 });
+    try {
+      const h = await harness({ compute });
+      const { r1, all } = await runAsCaller('CN=one', () => round1(h.service));
+      expect(r1.inputs).toEqual([0, 1, 2, 3]);
+      const signed = await runAsCaller('CN=one', () => h.service.psbtSign({ sessionId: r1.sessionId, psbt: all }));
+      expect(signed.inputs).toEqual([0, 1, 2, 3]);
+    } finally {
+      await compute.close();
+    }
   });
 });
 
