@@ -47,6 +47,8 @@ export interface KeystoreOptions {
   poolSize?: number;
   /** Label of the key-encryption key (default "musig2-signer-kek"). */
   kekLabel?: string;
+  /** How long a sealed blob is reused before it is read from the token again (default SEALED_BLOB_TTL_MS). */
+  sealedBlobTtlMs?: number;
 }
 
 export interface KeyInfo {
@@ -60,7 +62,19 @@ interface KeyEntry {
   readonly info: KeyInfo;
   readonly handle: Handle;
   readonly generation: number;
+  /** The sealed blob as last read from the token (ciphertext under the KEK: public), and when. */
+  blob?: KeyBlob;
+  readAt?: number;
 }
+
+/**
+ * How long a sealed blob read from the token is reused before it is read again (ms). Reading
+ * it is a synchronous C_GetAttributeValue on the event loop, about an eighth of the main
+ * thread's time per signature; the blob is ciphertext that only the token's KEK opens, so
+ * holding it changes nothing about custody. A key object deleted or replaced by another
+ * process is noticed at the next read: at most this long later.
+ */
+export const SEALED_BLOB_TTL_MS = 1000;
 
 /** Attempts at drawing a scalar below n; each fails with probability below 2^-127. */
 const MAX_SCALAR_DRAWS = 16;
@@ -75,6 +89,7 @@ export class Keystore {
     private readonly mod: Pkcs11Module,
     private readonly pool: SessionPool,
     private readonly kekLabel: string,
+    private readonly blobTtlMs: number,
   ) {}
 
   /**
@@ -88,7 +103,9 @@ export class Keystore {
     if (!Number.isInteger(poolSize) || poolSize < 1) throw new RangeError('poolSize must be a positive integer');
     const mod = Pkcs11Module.acquire(opts.modulePath);
     const pool = new SessionPool(mod, opts.tokenLabel, pin, poolSize);
-    const ks = new Keystore(mod, pool, opts.kekLabel ?? DEFAULT_KEK_LABEL);
+    const blobTtlMs = opts.sealedBlobTtlMs ?? SEALED_BLOB_TTL_MS;
+    if (!Number.isFinite(blobTtlMs) || blobTtlMs < 0) throw new RangeError('sealedBlobTtlMs must be a non-negative number');
+    const ks = new Keystore(mod, pool, opts.kekLabel ?? DEFAULT_KEK_LABEL, blobTtlMs);
     try {
       await pool.run((ctx) => {
         ks.findKek(ctx);
@@ -306,6 +323,7 @@ export class Keystore {
       return { plain: out, info };
     } catch (err) {
       out.fill(0);
+      this.forgetBlob(label); // the next attempt reads the object again
       if (mayBeAuthFailure(err)) {
         // SoftHSM reports a bad tag as CKR_GENERAL_ERROR, which is also what a vanished
         // token looks like: only blame the blob if the token still answers.
@@ -314,6 +332,11 @@ export class Keystore {
       }
       throw err;
     }
+  }
+
+  private forgetBlob(label: string): void {
+    const entry = this.index.get(label);
+    if (entry) entry.readAt = undefined;
   }
 
   /** Cheap liveness check: the token is listed and the KEK handle (if any) still resolves. */
@@ -357,8 +380,15 @@ export class Keystore {
   private readKey(ctx: SessionContext, label: string): { blob: KeyBlob; info: KeyInfo } {
     const known = this.index.get(label);
     if (known && known.generation === ctx.generation) {
+      const now = performance.now();
+      if (known.blob !== undefined && known.readAt !== undefined && now - known.readAt < this.blobTtlMs) {
+        return { blob: known.blob, info: known.info };
+      }
       try {
-        return this.readEntry(ctx, label, known.handle);
+        const read = this.readEntry(ctx, label, known.handle);
+        known.blob = read.blob;
+        known.readAt = now;
+        return { blob: read.blob, info: known.info };
       } catch (err) {
         // Deleted behind our back (or by another process): look it up again below.
         if (!hasCkr(err, pkcs11js.CKR_OBJECT_HANDLE_INVALID)) throw err;
@@ -366,7 +396,7 @@ export class Keystore {
       }
     }
     const entry = this.locate(ctx, label);
-    return this.readEntry(ctx, label, entry.handle);
+    return { blob: entry.blob!, info: entry.info };
   }
 
   private readEntry(ctx: SessionContext, label: string, handle: Handle): { blob: KeyBlob; info: KeyInfo } {
@@ -387,8 +417,8 @@ export class Keystore {
       throw new KeystoreError('DUPLICATE_LABEL', `${handles.length} key objects are labelled "${label}"; remove all but one`);
     }
     const handle = handles[0]!;
-    const { info } = this.readEntry(ctx, label, handle);
-    const entry = { info, handle, generation: ctx.generation };
+    const { info, blob } = this.readEntry(ctx, label, handle);
+    const entry: KeyEntry = { info, handle, generation: ctx.generation, blob, readAt: performance.now() };
     this.index.set(label, entry);
     return entry;
   }
@@ -413,7 +443,7 @@ export class Keystore {
         if (strict) throw err;
         continue;
       }
-      next.set(label, { info: { label, publicKey: Uint8Array.from(blob.publicKey) }, handle, generation: ctx.generation });
+      next.set(label, { info: { label, publicKey: Uint8Array.from(blob.publicKey) }, handle, generation: ctx.generation, blob, readAt: performance.now() });
     }
     this.index = next;
   }

@@ -265,6 +265,65 @@ describe('blob authentication', () => {
   });
 });
 
+describe('the sealed blob cache', () => {
+  // A short TTL: the blob is reused for this long, then read from the token again.
+  const ttlMs = 150;
+  let cached: Keystore;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  beforeAll(async () => {
+    cached = await Keystore.open({ ...token.options, sealedBlobTtlMs: ttlMs });
+  });
+  afterAll(async () => {
+    await cached.close();
+  });
+
+  it('notices a key object deleted by another session once the TTL has passed', async () => {
+    const info = await cached.createKey('cache-deleted');
+    const open = () => cached.withSecretKey('cache-deleted', (sk) => hex(individualPubkey(sk)));
+    expect(await open()).toBe(hex(info.publicKey));
+    raw.C_DestroyObject(rawSess, keyObject('cache-deleted'));
+    await sleep(ttlMs + 50);
+    await expect(open()).rejects.toBeInstanceOf(KeyNotFoundError);
+  });
+
+  it('reads a replaced key object after the TTL, and at once after a failure', async () => {
+    await cached.createKey('cache-replaced');
+    const good = Buffer.from(keyObjectValue('cache-replaced'));
+    const open = () => cached.withSecretKey('cache-replaced', () => 'opened');
+    expect(await open()).toBe('opened');
+    const tampered = Buffer.from(good);
+    tampered[tampered.length - 20]! ^= 0x01;
+    // Key objects are not modifiable: another process would replace the object.
+    raw.C_DestroyObject(rawSess, keyObject('cache-replaced'));
+    plantKeyObject('cache-replaced', tampered);
+    await sleep(ttlMs + 50);
+    await expect(open()).rejects.toBeInstanceOf(BlobAuthenticationError);
+    // Put back at once: the failure dropped the cached blob, so no TTL wait is needed.
+    raw.C_DestroyObject(rawSess, keyObject('cache-replaced'));
+    plantKeyObject('cache-replaced', good);
+    expect(await open()).toBe('opened');
+  });
+
+  it('reuses the blob within the TTL: no token read per signature', async () => {
+    const long = await Keystore.open({ ...token.options, sealedBlobTtlMs: 60_000 });
+    try {
+      const info = await long.createKey('cache-reused');
+      const open = () => long.withSecretKey('cache-reused', (sk) => hex(individualPubkey(sk)));
+      expect(await open()).toBe(hex(info.publicKey));
+      raw.C_DestroyObject(rawSess, keyObject('cache-reused'));
+      // The object is gone, but the blob read a moment ago still opens under the KEK.
+      expect(await open()).toBe(hex(info.publicKey));
+    } finally {
+      await long.close();
+    }
+  });
+
+  it('refuses a negative TTL', async () => {
+    await expect(Keystore.open({ ...token.options, sealedBlobTtlMs: -1 })).rejects.toThrow(/sealedBlobTtlMs/);
+  });
+});
+
 describe('the key-encryption key', () => {
   it('is one AES-256 token key: sensitive, not extractable, encrypt/decrypt only', () => {
     const keks = findObjects(raw, rawSess, [
