@@ -21,6 +21,8 @@ import type { Keystore } from '../keystore/index.js';
 import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } from '../ledger/index.js';
 import { currentCaller } from './caller.js';
 import { ComputePool } from './compute-pool.js';
+import type { AnyCompute } from './compute-pool.js';
+import { AcceptedKeySets } from './keyset-memo.js';
 import { bindingDigest, contextDigest, deterministicDigest } from './digest.js';
 import { SignerError, toSignerError } from './errors.js';
 import type { PolicyGate } from './policy-gate.js';
@@ -158,6 +160,8 @@ export class SignerService {
   private readonly onAlarm: SignerServiceOptions['onAlarm'];
   private readonly sessions: SessionStore;
   private readonly compute: ComputePool;
+  /** Key lists already aggregated, so a signature with a known list skips that worker round trip. */
+  private readonly keySets = new AcceptedKeySets();
   private readonly policy: PolicyGate | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
@@ -303,9 +307,11 @@ export class SignerService {
       try {
         // Key aggregation (which also validates the keys and tweaks) runs on a worker, not on
         // the event loop: tens of ms for a fresh list of 100 keys. The key is opened only once
-        // it has passed, under the same permit, and wiped when the worker answers.
+        // it has passed, under the same permit, and wiped when the worker answers. A list
+        // accepted before is not aggregated again here (keyset-memo.ts).
+        const accepted = this.keySets.lookup(v.pubkeys, v.tweaks);
         out = await this.compute.lease(async (c) => {
-          const { xonly: aggpk } = await c.keyAgg(v.pubkeys, v.tweaks);
+          const aggpk = accepted ?? (await this.acceptKeySet(c, v.pubkeys, v.tweaks));
           return this.keystore.withSecretKey(v.keyId, (sk, k) => {
             if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
             return c.nonceGen({ sk, pk: k.publicKey, aggpk, msg: v.message, extraIn, rand });
@@ -513,9 +519,10 @@ export class SignerService {
     const key = await this.keystore.getKey(v.keyId);
     assertOwnKey(key.publicKey, v.pubkeys);
     // Key aggregation validates the keys and tweaks on a worker (never on the event loop),
-    // before the key is opened under the same permit.
+    // before the key is opened under the same permit; once per list (keyset-memo.ts).
+    const accepted = this.keySets.lookup(v.pubkeys, v.tweaks) !== undefined;
     const out = await this.compute.lease(async (c) => {
-      await c.keyAgg(v.pubkeys, v.tweaks);
+      if (!accepted) await this.acceptKeySet(c, v.pubkeys, v.tweaks);
       return this.keystore.withSecretKey(v.keyId, (sk, k) => {
         if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
         return c.deterministicSign(sk, v.aggothernonce, v.pubkeys, v.tweaks, v.message, v.rand);
@@ -557,6 +564,13 @@ export class SignerService {
   }
 
   // ---- shared -----------------------------------------------------------------------------
+
+  /** Aggregates (so validates) a key list on the worker and remembers it; its x-only aggregate key. */
+  private async acceptKeySet(c: AnyCompute, pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[]): Promise<Uint8Array> {
+    const { xonly } = await c.keyAgg(pubkeys, tweaks);
+    this.keySets.remember(pubkeys, tweaks, xonly);
+    return xonly;
+  }
 
   private assertOpen(): void {
     if (this.closed) throw new SignerError('UNAVAILABLE', 'the signer is shutting down');

@@ -10,7 +10,7 @@ import type { Keystore } from '../../src/keystore/index.js';
 import { openLedger } from '../../src/ledger/index.js';
 import * as musig2 from '../../src/musig2/index.js';
 import { ComputePool, SignerError, SignerService, toSignerError } from '../../src/signer/index.js';
-import type { ComputeOp } from '../../src/signer/index.js';
+import type { ComputeOp, ComputePublicOp } from '../../src/signer/index.js';
 import { LocalSigner, openTestKeystore, rand, rejection, signerError } from './helpers.js';
 
 interface Sent {
@@ -353,6 +353,45 @@ describe('SignerService over a worker pool (SoftHSM2 token, SQLite ledger)', () 
     } finally {
       await service.close();
       await ledger.close();
+    }
+  });
+
+  it('aggregates a key list on a worker once: a known list skips that round trip, a bad one never reaches the key', async () => {
+    const posted: ComputePublicOp[] = [];
+    const sentOps: ComputeOp[] = [];
+    const one = await ComputePool.start(1, { testHooks: { posted: (op) => posted.push(op), sent: (op) => sentOps.push(op) } });
+    const ledger = await openLedger(`sqlite:${join(dir, 'ledger-keysets.db')}`);
+    const service = new SignerService({ keystore, ledger, compute: one });
+    const keyAggs = () => posted.filter((op) => op === 'keyAgg').length;
+    try {
+      const carol = new LocalSigner();
+      const pubkeys = [alicePk, carol.pk, bobPk];
+      const det = (keys: Uint8Array[], tweaks: musig2.Tweak[] = []) =>
+        service.deterministicSign({
+          keyId: 'bob',
+          aggothernonce: musig2.nonceAgg([carol.nonceGen().pubnonce, carol.nonceGen().pubnonce]),
+          pubkeys: keys,
+          tweaks,
+          message: rand(32),
+        });
+      await det(pubkeys);
+      await det(pubkeys);
+      await service.nonceGen({ keyId: 'alice', pubkeys, tweaks: [] });
+      expect(keyAggs()).toBe(1);
+      expect(sentOps).toEqual(['deterministicSign', 'deterministicSign', 'nonceGen']);
+      // Another tweak makes another list.
+      await det(pubkeys, [{ tweak: rand(32).fill(0, 0, 1), xonly: true }]);
+      expect(keyAggs()).toBe(2);
+      // A key that is not a point: refused, and the signing key is never sent to a worker.
+      sentOps.length = 0;
+      const notAPoint = Uint8Array.from([0x02, ...Array<number>(32).fill(0xff)]);
+      await signerError(det([alicePk, notAPoint, bobPk]), 'INVALID_ARGUMENT');
+      await signerError(det([alicePk, notAPoint, bobPk]), 'INVALID_ARGUMENT');
+      expect(sentOps).toEqual([]);
+    } finally {
+      await service.close();
+      await ledger.close();
+      await one.close();
     }
   });
 

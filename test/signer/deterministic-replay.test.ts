@@ -119,6 +119,9 @@ describe('key aggregation off the event loop', () => {
       const carol = new LocalSigner();
       await service.nonceGen({ keyId: 'dup-a', pubkeys: [pk, carol.pk], tweaks: [] });
       expect(posted).toEqual(['keyAgg']);
+      // Another list (the order counts) is aggregated on the worker too; the first one is known.
+      await service.deterministicSign({ keyId: 'dup-a', aggothernonce: carol.nonceGen().pubnonce, pubkeys: [carol.pk, pk], tweaks: [], message: rand(32) });
+      expect(posted).toEqual(['keyAgg', 'keyAgg']);
       await service.deterministicSign({ keyId: 'dup-a', aggothernonce: carol.nonceGen().pubnonce, pubkeys: [pk, carol.pk], tweaks: [], message: rand(32) });
       expect(posted).toEqual(['keyAgg', 'keyAgg']);
       // An invalid key is still refused before the key is opened, now by the worker.
