@@ -8,13 +8,14 @@ import type { AuditLog } from '../audit/index.js';
 import { accessControl } from './access.js';
 import type { AccessRules } from './acl.js';
 import { aggregatorHandlers } from './aggregator.js';
+import type { AggregatorCompute } from './aggregator.js';
 import { HealthMonitor } from './health.js';
 import { contractReflectionService } from './reflection.js';
 import type { HealthSource } from './health.js';
 import { formatListenAddress, isLoopbackHost, parseListenAddress } from './listen.js';
 import type { Metrics } from './metrics.js';
 import { unary, withSafeDecoding } from './rpc.js';
-import type { CallContext } from './rpc.js';
+import type { CallContext, UnaryHandler } from './rpc.js';
 import { CallQuota } from './quotas.js';
 import { signerHandlers } from './signer.js';
 import type { PolicyHashSource, SignerBackend } from './signer.js';
@@ -23,7 +24,7 @@ import type { PsbtBackend } from './psbt.js';
 import { DEFAULT_PSBT_LIMITS } from '../psbt/index.js';
 import type { PsbtLimits } from '../psbt/index.js';
 import { ComputePool, DEFAULT_LIMITS, SignerError } from '../signer/index.js';
-import type { PublicCompute, SignerService } from '../signer/index.js';
+import type { SignerService } from '../signer/index.js';
 import type { RequestLimits } from './validate.js';
 
 export { Metrics, METRIC_PREFIX } from './metrics.js';
@@ -58,7 +59,7 @@ export interface DaemonServerOptions {
    * Where the Aggregator's curve arithmetic runs: pass the signer's ComputePool so it stays off
    * the event loop. Default: inline on the event loop.
    */
-  compute?: PublicCompute;
+  compute?: AggregatorCompute;
   metrics?: Metrics;
   healthIntervalMs?: number;
   /**
@@ -178,7 +179,7 @@ export class DaemonServer {
     const psbtSigner = psbtSignerHandlers(psbtBackend, psbtLimits);
     const psbtAggregator = psbtAggregatorHandlers(psbtLimits);
     // A final signer keeps no nonce state: the random-nonce RPCs are refused before anything runs.
-    const randomPath = <Req, Res>(rpc: string, handle: (req: Req) => Promise<Res>): ((req: Req) => Promise<Res>) =>
+    const randomPath = <Req, Res>(rpc: string, handle: UnaryHandler<Req, Res>): UnaryHandler<Req, Res> =>
       opts.finalSignerOnly
         ? async () => {
             throw new SignerError('FAILED_PRECONDITION', `${rpc}: this daemon is a final signer (--role final-signer); it serves DeterministicSign and PsbtDeterministicSign only`, {

@@ -1,7 +1,8 @@
 // The PSBT RPCs: Signer's PsbtNonceGen, PsbtSign and PsbtDeterministicSign (passed to
 // PsbtSignerService, which validates and decides), and the Aggregator's PsbtCombine and
 // PsbtFinalize (public, pure work in src/psbt). The size cap is applied here, before anything
-// reads a PSBT; the input and output caps while it is decoded.
+// reads a PSBT; the input and output caps while it is decoded. The Signer handlers pass the
+// call's identity (`caller`, from rpc.ts unary) on for the per-client compute quota.
 import type * as pb from '../protocol/contract.js';
 import { combinePsbts, decodePsbt, finalizeMusigInputs, PsbtError } from '../psbt/index.js';
 import type { PsbtLimits } from '../psbt/index.js';
@@ -17,9 +18,9 @@ const buf = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteO
 export type PsbtBackend = Pick<PsbtSignerService, 'psbtNonceGen' | 'psbtSign' | 'psbtDeterministicSign' | 'sessionKeyId'>;
 
 export interface PsbtSignerHandlers {
-  psbtNonceGen(req: pb.PsbtNonceGenRequest): Promise<pb.PsbtNonceGenResponse>;
-  psbtSign(req: pb.PsbtSignRequest): Promise<pb.PsbtSignResponse>;
-  psbtDeterministicSign(req: pb.PsbtDeterministicSignRequest): Promise<pb.PsbtDeterministicSignResponse>;
+  psbtNonceGen(req: pb.PsbtNonceGenRequest, caller?: string): Promise<pb.PsbtNonceGenResponse>;
+  psbtSign(req: pb.PsbtSignRequest, caller?: string): Promise<pb.PsbtSignResponse>;
+  psbtDeterministicSign(req: pb.PsbtDeterministicSignRequest, caller?: string): Promise<pb.PsbtDeterministicSignResponse>;
 }
 
 export interface PsbtAggregatorHandlers {
@@ -56,24 +57,24 @@ function unavailable(): never {
 
 export function psbtSignerHandlers(backend: PsbtBackend | undefined, limits: PsbtLimits): PsbtSignerHandlers {
   return {
-    async psbtNonceGen(req) {
+    async psbtNonceGen(req, caller) {
       const psbt = psbtBytes(req.psbt, 'psbt', limits);
       if (!backend) unavailable();
-      const res = await backend.psbtNonceGen({ keyId: req.keyId, psbt, approvals: approvals(req.approvals) });
+      const res = await backend.psbtNonceGen({ keyId: req.keyId, psbt, approvals: approvals(req.approvals) }, caller);
       return withAudit({ sessionId: buf(res.sessionId), psbt: buf(res.psbt), expiresAtUnixMs: res.expiresAtUnixMs, inputs: res.inputs }, res.policy);
     },
 
-    async psbtSign(req) {
+    async psbtSign(req, caller) {
       const psbt = psbtBytes(req.psbt, 'psbt', limits);
       if (!backend) unavailable();
-      const res = await backend.psbtSign({ sessionId: req.sessionId, psbt, approvals: approvals(req.approvals) });
+      const res = await backend.psbtSign({ sessionId: req.sessionId, psbt, approvals: approvals(req.approvals) }, caller);
       return withAudit({ psbt: buf(res.psbt), inputs: res.inputs }, res.policy);
     },
 
-    async psbtDeterministicSign(req) {
+    async psbtDeterministicSign(req, caller) {
       const psbt = psbtBytes(req.psbt, 'psbt', limits);
       if (!backend) unavailable();
-      const res = await backend.psbtDeterministicSign({ keyId: req.keyId, psbt, approvals: approvals(req.approvals) });
+      const res = await backend.psbtDeterministicSign({ keyId: req.keyId, psbt, approvals: approvals(req.approvals) }, caller);
       return withAudit({ psbt: buf(res.psbt), inputs: res.inputs }, res.policy);
     },
   };

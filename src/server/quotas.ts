@@ -1,6 +1,6 @@
 // Per-client quotas at the server edge: who a call is for (its identity), and how many calls
 // one identity may have in flight. The signer applies the other per-client caps (open sessions,
-// queued compute work) to the identity each call runs under (runAsCaller).
+// queued compute work) to the identity each handler is given and passes down (rpc.ts unary).
 //
 // Identity: the verified client certificate's name (`CN=…` or its first SAN, as access rules
 // and audit records name it); without one, the peer's address without the port (`peer:ADDR`),

@@ -7,7 +7,6 @@ import type { Logger } from 'pino';
 import { INTERNAL_MESSAGE, mapKnownError, toServiceError } from './errors.js';
 import type { MappedStatus } from './errors.js';
 import type { Metrics } from './metrics.js';
-import { runAsCaller } from '../signer/index.js';
 import { quotaIdentity } from './quotas.js';
 import type { CallQuota } from './quotas.js';
 import { checkIdentifiers, InvalidRequestError } from './validate.js';
@@ -50,11 +49,18 @@ export interface CallContext {
   metrics?: Metrics;
   /** Called when a call fails with UNAVAILABLE, so health can be re-checked at once. */
   onUnavailable?: () => void;
-  /** Per-client calls in flight; each call then runs as its client (runAsCaller) for the signer's quotas. */
+  /** Per-client calls in flight; with it, each handler is also given the call's identity for the signer's quotas. */
   quota?: CallQuota;
 }
 
-export function unary<Req, Res>(method: string, ctx: CallContext, handle: (req: Req) => Promise<Res>): UntypedHandleCall {
+/**
+ * A handler: the decoded request, and the identity of the client it is for (quotaIdentity; only
+ * with `ctx.quota`, else undefined) to pass to the signer's per-client quotas. Passed explicitly
+ * so that no async_hooks run per promise.
+ */
+export type UnaryHandler<Req, Res> = (req: Req, caller: string | undefined) => Promise<Res>;
+
+export function unary<Req, Res>(method: string, ctx: CallContext, handle: UnaryHandler<Req, Res>): UntypedHandleCall {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const started = performance.now();
     const endCall = ctx.metrics?.startCall(method);
@@ -64,9 +70,11 @@ export function unary<Req, Res>(method: string, ctx: CallContext, handle: (req: 
       ctx.logger.debug({ method, code: codeName, ms: Math.round((performance.now() - started) * 100) / 100 }, 'call');
     };
     const request: unknown = call.request;
+    const quota = ctx.quota;
+    const identity = quota ? quotaIdentity(call) : undefined;
     const run = async (): Promise<Res> => {
       if (isUndecodable(request)) throw new InvalidRequestError('request', `bytes are not a valid ${method} request message`);
-      return handle(request as Req);
+      return handle(request as Req, identity);
     };
     const guarded = ctx.around
       ? () => ctx.around!(method, call as ServerUnaryCall<unknown, unknown>, run) as Promise<Res>
@@ -76,20 +84,17 @@ export function unary<Req, Res>(method: string, ctx: CallContext, handle: (req: 
       if (!isUndecodable(request)) checkIdentifiers(method, request);
       return guarded();
     };
-    const quota = ctx.quota;
-    const limited = quota
-      ? () => {
-          const identity = quotaIdentity(call);
-          return runAsCaller(identity, async () => {
+    const limited =
+      quota && identity !== undefined
+        ? async (): Promise<Res> => {
             quota.enter(identity);
             try {
               return await checked();
             } finally {
               quota.leave(identity);
             }
-          });
-        }
-      : checked;
+          }
+        : checked;
     limited().then(
       (response) => {
         finish(Status.OK);

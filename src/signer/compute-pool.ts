@@ -17,8 +17,10 @@
 //
 // The queue is bounded and shared fairly (quotas against one client starving the others):
 // - Past `maxQueued` waiting calls, a call is refused at once with RESOURCE_EXHAUSTED.
-// - Each client (the identity of the gRPC call, see caller.ts) may have at most `maxPerClient`
-//   calls waiting or running; past it, RESOURCE_EXHAUSTED at once.
+// - Each client may have at most `maxPerClient` calls waiting or running; past it,
+//   RESOURCE_EXHAUSTED at once. The client is the `caller` argument of `lease` and of each
+//   operation (the gRPC call's identity), passed explicitly so that no async_hooks run per
+//   promise; without one (tests, tools) no per-client quota applies.
 // - Waiting calls are served round-robin across clients, so a client with a deep queue gets
 //   its turn like any other instead of holding the head of one FIFO.
 // - Signing (lease: NonceGen, Sign, DeterministicSign) goes before Aggregator work (the public
@@ -47,7 +49,6 @@ import type {
   ComputeTestOp,
   ComputeWorkerData,
 } from './compute-protocol.js';
-import { currentCaller } from './caller.js';
 import { SignerError } from './errors.js';
 
 export type { ComputeOp, ComputePublicOp } from './compute-protocol.js';
@@ -343,15 +344,15 @@ export class ComputePool implements Compute, PublicCompute {
   /**
    * Runs `fn` with a permit: waits (FIFO) until a worker has room, so anything opened inside
    * `fn` (a decrypted key) is not held while the call queues. Inline pools run `fn` at once.
+   * `caller`: the client the work is for, counted against its quota (`maxPerClient`).
    */
-  lease<T>(fn: (compute: AnyCompute) => Promise<T>): Promise<T> {
-    return this.withPermit(fn, 'sign');
+  lease<T>(fn: (compute: AnyCompute) => Promise<T>, caller?: string): Promise<T> {
+    return this.withPermit(fn, 'sign', caller);
   }
 
   /** `lease` for any operation: signing first, then Aggregator (public) work. */
-  private async withPermit<T>(fn: (compute: AnyCompute) => Promise<T>, kind: WorkClass = 'public'): Promise<T> {
+  private async withPermit<T>(fn: (compute: AnyCompute) => Promise<T>, kind: WorkClass, owner: string | undefined): Promise<T> {
     if (this.closed) throw shuttingDown();
-    const owner = currentCaller();
     this.admit(owner);
     try {
       if (this.size === 0) return await fn(inlineCompute);
@@ -412,13 +413,14 @@ export class ComputePool implements Compute, PublicCompute {
   }
 
   // ---- the operations, each under its own permit -----------------------------------------
+  // Each takes a trailing `caller` (the client it is for, as `lease` does).
 
-  nonceGen(input: NonceGenInput): Promise<NonceGenOutput> {
-    return this.lease((c) => c.nonceGen(input));
+  nonceGen(input: NonceGenInput, caller?: string): Promise<NonceGenOutput> {
+    return this.lease((c) => c.nonceGen(input), caller);
   }
 
-  sign(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext): Promise<Uint8Array> {
-    return this.lease((c) => c.sign(secnonce, sk, ctx));
+  sign(secnonce: Uint8Array, sk: Uint8Array, ctx: SessionContext, caller?: string): Promise<Uint8Array> {
+    return this.lease((c) => c.sign(secnonce, sk, ctx), caller);
   }
 
   deterministicSign(
@@ -428,16 +430,17 @@ export class ComputePool implements Compute, PublicCompute {
     tweaks: readonly Tweak[],
     msg: Uint8Array,
     rand?: Uint8Array,
+    caller?: string,
   ): Promise<{ pubnonce: Uint8Array; psig: Uint8Array }> {
-    return this.lease((c) => c.deterministicSign(sk, aggothernonce, pubkeys, tweaks, msg, rand));
+    return this.lease((c) => c.deterministicSign(sk, aggothernonce, pubkeys, tweaks, msg, rand), caller);
   }
 
-  keyAgg(pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[]): Promise<{ xonly: Uint8Array; plain: Uint8Array }> {
-    return this.withPermit((c) => c.keyAgg(pubkeys, tweaks));
+  keyAgg(pubkeys: readonly Uint8Array[], tweaks: readonly Tweak[], caller?: string): Promise<{ xonly: Uint8Array; plain: Uint8Array }> {
+    return this.withPermit((c) => c.keyAgg(pubkeys, tweaks), 'public', caller);
   }
 
-  nonceAgg(pubnonces: readonly Uint8Array[]): Promise<Uint8Array> {
-    return this.withPermit((c) => c.nonceAgg(pubnonces));
+  nonceAgg(pubnonces: readonly Uint8Array[], caller?: string): Promise<Uint8Array> {
+    return this.withPermit((c) => c.nonceAgg(pubnonces), 'public', caller);
   }
 
   partialSigVerify(
@@ -447,12 +450,13 @@ export class ComputePool implements Compute, PublicCompute {
     tweaks: readonly Tweak[],
     msg: Uint8Array,
     i: number,
+    caller?: string,
   ): Promise<boolean> {
-    return this.withPermit((c) => c.partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i));
+    return this.withPermit((c) => c.partialSigVerify(psig, pubnonces, pubkeys, tweaks, msg, i), 'public', caller);
   }
 
-  partialSigAgg(psigs: readonly Uint8Array[], ctx: SessionContext): Promise<Uint8Array> {
-    return this.withPermit((c) => c.partialSigAgg(psigs, ctx));
+  partialSigAgg(psigs: readonly Uint8Array[], ctx: SessionContext, caller?: string): Promise<Uint8Array> {
+    return this.withPermit((c) => c.partialSigAgg(psigs, ctx), 'public', caller);
   }
 
   // ---- the operations on a worker (under a permit) ------------------------------------------

@@ -22,7 +22,6 @@ export { DEFAULT_LIMITS, MAX_KEY_ID_LENGTH, SESSION_ID_BYTES, checkKeyId, checkS
 export type { RequestLimits } from './validate.js';
 export { contextDigest, bindingDigest, deterministicDigest } from './digest.js';
 export type { SigningContext, SigningPath } from './digest.js';
-export { currentCaller, runAsCaller } from './caller.js';
 export { PsbtSignerService, ledgerSessionId } from './psbt-service.js';
 export type {
   PsbtDeterministicSignRequest,

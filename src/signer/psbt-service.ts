@@ -408,16 +408,20 @@ export class PsbtSignerService {
     return { ...this.limits };
   }
 
-  async psbtNonceGen(req: PsbtNonceGenRequest): Promise<PsbtNonceGenResult> {
-    return this.guard('psbtNonceGen', () => this.nonceGenImpl(req));
+  // `caller` on the signing calls: the client the call is for (the server passes its identity),
+  // held to the per-client compute quota; undefined: no per-client quota. Passed explicitly so
+  // that no async_hooks run per promise.
+
+  async psbtNonceGen(req: PsbtNonceGenRequest, caller?: string): Promise<PsbtNonceGenResult> {
+    return this.guard('psbtNonceGen', () => this.nonceGenImpl(req, caller));
   }
 
-  async psbtSign(req: PsbtSignRequest): Promise<PsbtSignResult> {
-    return this.guard('psbtSign', () => this.signImpl(req));
+  async psbtSign(req: PsbtSignRequest, caller?: string): Promise<PsbtSignResult> {
+    return this.guard('psbtSign', () => this.signImpl(req, caller));
   }
 
-  async psbtDeterministicSign(req: PsbtDeterministicSignRequest): Promise<PsbtDeterministicSignResult> {
-    return this.guard('psbtDeterministicSign', () => this.deterministicSignImpl(req));
+  async psbtDeterministicSign(req: PsbtDeterministicSignRequest, caller?: string): Promise<PsbtDeterministicSignResult> {
+    return this.guard('psbtDeterministicSign', () => this.deterministicSignImpl(req, caller));
   }
 
   /** The key of a PSBT session, or null: memory first, then the ledger (row 0 has the session id). */
@@ -486,7 +490,7 @@ export class PsbtSignerService {
 
   // ---- PsbtNonceGen -----------------------------------------------------------------------
 
-  private async nonceGenImpl(req: PsbtNonceGenRequest): Promise<PsbtNonceGenResult> {
+  private async nonceGenImpl(req: PsbtNonceGenRequest, caller: string | undefined): Promise<PsbtNonceGenResult> {
     const keyId = checkKeyId(req.keyId);
     const bytes = this.checkPsbt(req.psbt);
     this.assertOpen();
@@ -508,7 +512,8 @@ export class PsbtSignerService {
       const sessionId = random.slice(32 * n);
       try {
         const settled = await settleBounded(inputs, this.computeWidth(), (p, k) =>
-            this.compute.lease((c) =>
+          this.compute.lease(
+            (c) =>
               this.keystore.withSecretKey(keyId, (sk, kk) => {
                 if (!equal(kk.publicKey, key.publicKey)) throw keyChanged();
                 return c.nonceGen({
@@ -520,7 +525,8 @@ export class PsbtSignerService {
                   rand: random.subarray(32 * k, 32 * k + 32),
                 });
               }),
-            ),
+            caller,
+          ),
         );
         settled.forEach((r) => outs.push(r.status === 'fulfilled' ? r.value : undefined));
         const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -574,7 +580,7 @@ export class PsbtSignerService {
 
   // Everything from the session lookup to take() is synchronous: the state check and the take
   // are atomic, so two concurrent calls can never both obtain the secnonces.
-  private async signImpl(req: PsbtSignRequest): Promise<PsbtSignResult> {
+  private async signImpl(req: PsbtSignRequest, caller: string | undefined): Promise<PsbtSignResult> {
     const sessionId = checkSessionId(req.sessionId);
     const bytes = this.checkPsbt(req.psbt);
     this.assertOpen();
@@ -632,7 +638,7 @@ export class PsbtSignerService {
       session,
       prepared.map((x) => x.digest),
     );
-    const signed = await this.signTaken(session, tx, prepared, allowed?.allowed);
+    const signed = await this.signTaken(session, tx, prepared, allowed?.allowed, caller);
     return allowed ? { ...signed, policy: allowedAuditFields(allowed.allowed, true) } : signed;
   }
 
@@ -671,7 +677,13 @@ export class PsbtSignerService {
     }
   }
 
-  private async signTaken(session: PsbtSession, tx: ReturnType<typeof decodePsbt>, prepared: PreparedInput[], allowed?: PsbtAllowed): Promise<PsbtSignResult> {
+  private async signTaken(
+    session: PsbtSession,
+    tx: ReturnType<typeof decodePsbt>,
+    prepared: PreparedInput[],
+    allowed: PsbtAllowed | undefined,
+    caller: string | undefined,
+  ): Promise<PsbtSignResult> {
     try {
       // 1. Every nonce marked used, committed, before any partial signature is computed.
       let outcomes: MarkUsedResult[];
@@ -705,11 +717,13 @@ export class PsbtSignerService {
 
       // 2. Sign every input; each partial signature is self-verified in the worker.
       const signed = await settleBounded(prepared, this.computeWidth(), (x, k) =>
-          this.compute.lease((c) =>
+        this.compute.lease(
+          (c) =>
             this.keystore.withSecretKey(session.keyId, (sk) =>
               c.sign(session.secnonce(k), sk, { aggnonce: x.aggnonce, pubkeys: x.plan.participants, tweaks: x.plan.tweaks, msg: x.plan.sighash }),
             ),
-          ),
+          caller,
+        ),
       );
       const failed = signed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) {
@@ -840,7 +854,7 @@ export class PsbtSignerService {
 
   // ---- PsbtDeterministicSign ------------------------------------------------------------------
 
-  private async deterministicSignImpl(req: PsbtDeterministicSignRequest): Promise<PsbtDeterministicSignResult> {
+  private async deterministicSignImpl(req: PsbtDeterministicSignRequest, caller: string | undefined): Promise<PsbtDeterministicSignResult> {
     const keyId = checkKeyId(req.keyId);
     const bytes = this.checkPsbt(req.psbt);
     this.assertOpen();
@@ -867,12 +881,14 @@ export class PsbtSignerService {
     });
 
     const settled = await settleBounded(prepared, this.computeWidth(), (x) =>
-        this.compute.lease((c) =>
+      this.compute.lease(
+        (c) =>
           this.keystore.withSecretKey(keyId, (sk, k) => {
             if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
             return c.deterministicSign(sk, x.aggnonce, x.plan.participants, x.plan.tweaks as Tweak[], x.plan.sighash);
           }),
-        ),
+        caller,
+      ),
     );
     const outs = settled.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
     const wipe = () => outs.forEach((o) => o?.psig.fill(0));

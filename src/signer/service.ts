@@ -19,7 +19,6 @@ import * as musig2 from '../musig2/index.js';
 import type { Tweak } from '../musig2/index.js';
 import type { Keystore } from '../keystore/index.js';
 import { LedgerError, NonceCollisionError, NonceReuseError, type NonceLedger } from '../ledger/index.js';
-import { currentCaller } from './caller.js';
 import { ComputePool } from './compute-pool.js';
 import type { AnyCompute } from './compute-pool.js';
 import { AcceptedKeySets } from './keyset-memo.js';
@@ -51,8 +50,8 @@ export interface SignerServiceOptions {
   /** Cap on open sessions; NonceGen past it gets RESOURCE_EXHAUSTED. Default 10_000. */
   maxSessions?: number;
   /**
-   * Cap on the open sessions of one client (the identity runAsCaller gives the call); NonceGen
-   * past it gets RESOURCE_EXHAUSTED. Default: a quarter of maxSessions (at least 1).
+   * Cap on the open sessions of one client (the `caller` given to nonceGen); NonceGen past it
+   * gets RESOURCE_EXHAUSTED. Default: a quarter of maxSessions (at least 1).
    */
   maxSessionsPerClient?: number;
   /** Longest message accepted. Default 1 MiB (see validate.ts). */
@@ -212,19 +211,23 @@ export class SignerService {
     });
   }
 
+  // `caller` on the signing calls: the client the call is for (the server passes its identity),
+  // held to the per-client caps on open sessions and compute work; undefined: no per-client cap.
+  // Passed explicitly so that no async_hooks run per promise.
+
   /** BIP327 NonceGen: a fresh session whose secnonce stays in memory, pubnonce in the ledger. */
-  async nonceGen(req: NonceGenRequest): Promise<NonceGenResult> {
-    return this.guard('nonceGen', () => this.nonceGenImpl(req));
+  async nonceGen(req: NonceGenRequest, caller?: string): Promise<NonceGenResult> {
+    return this.guard('nonceGen', () => this.nonceGenImpl(req, caller));
   }
 
   /** BIP327 Sign with the secnonce of a NonceGen session; at most one signing context per session. */
-  async sign(req: SignRequest): Promise<SignResult> {
-    return this.guard('sign', () => this.signImpl(req));
+  async sign(req: SignRequest, caller?: string): Promise<SignResult> {
+    return this.guard('sign', () => this.signImpl(req, caller));
   }
 
   /** BIP327 DeterministicSign (stateless, for the last signer); recorded before replying. */
-  async deterministicSign(req: DeterministicSignRequest): Promise<DeterministicSignResult> {
-    return this.guard('deterministicSign', () => this.deterministicSignImpl(req));
+  async deterministicSign(req: DeterministicSignRequest, caller?: string): Promise<DeterministicSignResult> {
+    return this.guard('deterministicSign', () => this.deterministicSignImpl(req, caller));
   }
 
   /**
@@ -270,13 +273,12 @@ export class SignerService {
 
   // ---- NonceGen ---------------------------------------------------------------------------
 
-  private async nonceGenImpl(req: NonceGenRequest): Promise<NonceGenResult> {
+  private async nonceGenImpl(req: NonceGenRequest, owner: string | undefined): Promise<NonceGenResult> {
     const v = validateNonceGen(req, this.limits);
     this.assertOpen();
     this.policy?.checkRawMessage(v.keyId);
     const key = await this.keystore.getKey(v.keyId);
     assertOwnKey(key.publicKey, v.pubkeys);
-    const owner = currentCaller();
     const reserved = this.sessions.tryReserve(owner);
     if (reserved === 'owner_full') {
       throw new SignerError(
@@ -316,7 +318,7 @@ export class SignerService {
             if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
             return c.nonceGen({ sk, pk: k.publicKey, aggpk, msg: v.message, extraIn, rand });
           });
-        });
+        }, owner);
       } finally {
         random.fill(0, 0, 32);
       }
@@ -357,7 +359,7 @@ export class SignerService {
   // ---- Sign -------------------------------------------------------------------------------
 
   // No await may come before sessions.take(): that is what makes the take atomic.
-  private async signImpl(req: SignRequest): Promise<SignResult> {
+  private async signImpl(req: SignRequest, caller: string | undefined): Promise<SignResult> {
     const v = validateSign(req, this.limits);
     this.assertOpen();
     const session = this.sessions.get(hex(v.sessionId));
@@ -416,10 +418,10 @@ export class SignerService {
     checkAggnonce(v.aggnonce);
 
     const secnonce = this.sessions.take(session, digest);
-    return this.signTaken(session, secnonce, v, digest);
+    return this.signTaken(session, secnonce, v, digest, caller);
   }
 
-  private async signTaken(session: Session, secnonce: Uint8Array, v: ValidatedSign, digest: Uint8Array): Promise<SignResult> {
+  private async signTaken(session: Session, secnonce: Uint8Array, v: ValidatedSign, digest: Uint8Array, caller: string | undefined): Promise<SignResult> {
     try {
       let marked: Awaited<ReturnType<NonceLedger['markUsed']>>;
       try {
@@ -452,10 +454,12 @@ export class SignerService {
       let psig: Uint8Array;
       try {
         // musig2 self-verifies the psig (in the worker) before it is returned.
-        psig = await this.compute.lease((c) =>
-          this.keystore.withSecretKey(session.keyId, (sk) =>
-            c.sign(secnonce, sk, { aggnonce: v.aggnonce, pubkeys: v.pubkeys, tweaks: v.tweaks, msg: v.message }),
-          ),
+        psig = await this.compute.lease(
+          (c) =>
+            this.keystore.withSecretKey(session.keyId, (sk) =>
+              c.sign(secnonce, sk, { aggnonce: v.aggnonce, pubkeys: v.pubkeys, tweaks: v.tweaks, msg: v.message }),
+            ),
+          caller,
         );
       } catch (err) {
         session.state = 'failed';
@@ -512,7 +516,7 @@ export class SignerService {
 
   // ---- DeterministicSign --------------------------------------------------------------------
 
-  private async deterministicSignImpl(req: DeterministicSignRequest): Promise<DeterministicSignResult> {
+  private async deterministicSignImpl(req: DeterministicSignRequest, caller: string | undefined): Promise<DeterministicSignResult> {
     const v = validateDeterministicSign(req, this.limits);
     this.assertOpen();
     this.policy?.checkRawMessage(v.keyId);
@@ -527,7 +531,7 @@ export class SignerService {
         if (!equal(k.publicKey, key.publicKey)) throw keyChanged();
         return c.deterministicSign(sk, v.aggothernonce, v.pubkeys, v.tweaks, v.message, v.rand);
       });
-    });
+    }, caller);
     // The row's digest binds what this nonce releases (deterministicDigest): a request written
     // differently that releases the same psig is a replay, never an alarm.
     const digest = deterministicDigest(out.pubnonce, out.psig);

@@ -10,9 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Keystore } from '../../src/keystore/index.js';
 import { openLedger } from '../../src/ledger/index.js';
 import type { NonceLedger } from '../../src/ledger/index.js';
+import { AggregatorClient, SignerClient } from '../../src/client/index.js';
 import { DaemonServer, quotaIdentity } from '../../src/server/index.js';
-import { SignerService } from '../../src/signer/index.js';
-import { capturingLogger, openTestKeystore } from '../signer/helpers.js';
+import { ComputePool, SignerService } from '../../src/signer/index.js';
+import type { NonceGenRequest } from '../../src/signer/index.js';
+import { capturingLogger, LocalSigner, openTestKeystore } from '../signer/helpers.js';
 
 let dir: string;
 let keystore: Keystore;
@@ -80,6 +82,39 @@ describe('calls in flight per client', () => {
       for (const r of await Promise.all(first)) expect(r.code).toBe(Status.OK);
       expect((await listKeys(server.address)).code).toBe(Status.OK);
     } finally {
+      await server.shutdown(1000);
+    }
+  });
+
+  it("passes the call's identity down to the signer and the compute pool, for their per-client caps", async () => {
+    const seen: string[] = [];
+    const signer = {
+      listKeys: service.listKeys.bind(service),
+      nonceGen: async (_req: NonceGenRequest, caller?: string) => {
+        seen.push(`nonceGen ${caller}`);
+        return { sessionId: new Uint8Array(32), pubnonce: new Uint8Array(66), expiresAtUnixMs: 1 };
+      },
+      sign: service.sign.bind(service),
+      deterministicSign: service.deterministicSign.bind(service),
+      health: service.health.bind(service),
+    };
+    const pool = ComputePool.inline();
+    const keyAgg = pool.keyAgg.bind(pool);
+    pool.keyAgg = (pubkeys, tweaks, caller) => {
+      seen.push(`keyAgg ${caller}`);
+      return keyAgg(pubkeys, tweaks, caller);
+    };
+    const server = await DaemonServer.start({ signer, compute: pool, logger: capturingLogger().logger, listen: '127.0.0.1:0' });
+    const s = new SignerClient(server.address);
+    const a = new AggregatorClient(server.address);
+    try {
+      const pk = new LocalSigner().pk;
+      await s.nonceGen({ keyId: 'k1', pubkeys: [pk] });
+      await a.keyAgg([pk]);
+      expect(seen).toEqual(['nonceGen peer:127.0.0.1', 'keyAgg peer:127.0.0.1']);
+    } finally {
+      s.close();
+      a.close();
       await server.shutdown(1000);
     }
   });

@@ -3,7 +3,7 @@
 // served round-robin across clients, and signing goes before queued Aggregator work.
 import { describe, expect, it } from 'vitest';
 import * as musig2 from '../../src/musig2/index.js';
-import { ComputePool, runAsCaller } from '../../src/signer/index.js';
+import { ComputePool } from '../../src/signer/index.js';
 import { LocalSigner, rand, rejection } from './helpers.js';
 
 async function until(cond: () => boolean): Promise<void> {
@@ -31,7 +31,7 @@ function signing() {
   const other = new LocalSigner();
   const pubkeys = [me.pk, other.pk];
   const aggothernonce = other.nonceGen().pubnonce;
-  return (pool: ComputePool) => pool.deterministicSign(me.sk, aggothernonce, pubkeys, [], rand(32));
+  return (pool: ComputePool, caller?: string) => pool.deterministicSign(me.sk, aggothernonce, pubkeys, [], rand(32), undefined, caller);
 }
 
 describe('compute queue', () => {
@@ -54,10 +54,10 @@ describe('compute queue', () => {
     const { pool, unblock } = await blockedPool({ maxPerClient: 2 });
     try {
       const sign = signing();
-      const a = [runAsCaller('CN=a', () => sign(pool)), runAsCaller('CN=a', () => sign(pool))];
-      const err = await rejection(runAsCaller('CN=a', () => sign(pool)));
+      const a = [sign(pool, 'CN=a'), sign(pool, 'CN=a')];
+      const err = await rejection(sign(pool, 'CN=a'));
       expect(err).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/client 'CN=a' already has 2 .* \(cap 2 per client\)/) });
-      const b = runAsCaller('CN=b', () => sign(pool));
+      const b = sign(pool, 'CN=b');
       await unblock();
       await Promise.all([...a, b]);
     } finally {
@@ -73,11 +73,11 @@ describe('compute queue', () => {
       const sign = signing();
       const pks = [new LocalSigner().pk, new LocalSigner().pk];
       const all = [
-        track('agg-1', runAsCaller('CN=flood', () => pool.partialSigAgg([rand(32).fill(0, 0, 1), rand(32).fill(0, 0, 1)], { aggnonce: musig2.nonceAgg([new LocalSigner().nonceGen().pubnonce, new LocalSigner().nonceGen().pubnonce]), pubkeys: pks, tweaks: [], msg: rand(32) }).catch(() => undefined))),
-        track('a-1', runAsCaller('CN=a', () => sign(pool))),
-        track('a-2', runAsCaller('CN=a', () => sign(pool))),
-        track('a-3', runAsCaller('CN=a', () => sign(pool))),
-        track('b-1', runAsCaller('CN=b', () => sign(pool))),
+        track('agg-1', pool.partialSigAgg([rand(32).fill(0, 0, 1), rand(32).fill(0, 0, 1)], { aggnonce: musig2.nonceAgg([new LocalSigner().nonceGen().pubnonce, new LocalSigner().nonceGen().pubnonce]), pubkeys: pks, tweaks: [], msg: rand(32) }, 'CN=flood').catch(() => undefined)),
+        track('a-1', sign(pool, 'CN=a')),
+        track('a-2', sign(pool, 'CN=a')),
+        track('a-3', sign(pool, 'CN=a')),
+        track('b-1', sign(pool, 'CN=b')),
       ];
       await until(() => pool.queued() === 5);
       await unblock();

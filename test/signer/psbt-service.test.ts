@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Keystore } from '../../src/keystore/index.js';
 import { LedgerUnavailableError, openLedger, type NonceLedger } from '../../src/ledger/index.js';
 import { combinePsbts } from '../../src/psbt/index.js';
-import { ComputePool, ledgerSessionId, PsbtSignerService, runAsCaller, type PsbtServiceOptions } from '../../src/signer/index.js';
+import { ComputePool, ledgerSessionId, PsbtSignerService, type PsbtServiceOptions } from '../../src/signer/index.js';
 import { buildFixture, scureParticipant, type Fixture } from '../e2e/psbt-fixture.js';
 import { openTestKeystore, signerError } from './helpers.js';
 
@@ -72,9 +72,9 @@ async function harness(opts: Partial<PsbtServiceOptions> & { failMarkUsedAt?: nu
 }
 
 /** A transaction, our round 1, and the PSBT with every participant's nonce. */
-async function round1(service: PsbtSignerService, f: Fixture = buildFixture([ourPk, ...others.map((s) => secp256k1.getPublicKey(s, true))], secp256k1.utils.randomSecretKey(), { seed: ++seq })) {
+async function round1(service: PsbtSignerService, f: Fixture = buildFixture([ourPk, ...others.map((s) => secp256k1.getPublicKey(s, true))], secp256k1.utils.randomSecretKey(), { seed: ++seq }), caller?: string) {
   const parts = others.map((s) => scureParticipant(s, f));
-  const r1 = await service.psbtNonceGen({ keyId: 'ours', psbt: f.psbt });
+  const r1 = await service.psbtNonceGen({ keyId: 'ours', psbt: f.psbt }, caller);
   const all = combinePsbts([f.psbt, r1.psbt, ...(await Promise.all(parts.map((p) => p.nonceGen(f.psbt))))]);
   return { f, r1, all };
 }
@@ -158,9 +158,9 @@ describe('per-client compute quota', () => {
     const compute = await ComputePool.start(1, { maxPerClient: 1 });
     try {
       const h = await harness({ compute });
-      const { r1, all } = await runAsCaller('CN=one', () => round1(h.service));
+      const { r1, all } = await round1(h.service, undefined, 'CN=one');
       expect(r1.inputs).toEqual([0, 1, 2, 3]);
-      const signed = await runAsCaller('CN=one', () => h.service.psbtSign({ sessionId: r1.sessionId, psbt: all }));
+      const signed = await h.service.psbtSign({ sessionId: r1.sessionId, psbt: all }, 'CN=one');
       expect(signed.inputs).toEqual([0, 1, 2, 3]);
     } finally {
       await compute.close();
