@@ -172,6 +172,8 @@ export class DaemonServer {
       'grpc.max_receive_message_length': maxReceiveBytes(limits, psbtLimits),
       // One connection may not open more streams than one client may have calls in flight.
       'grpc.max_concurrent_streams': quota.maxPerClient,
+      // No channelz: nothing here serves it, and it counts and tracks every call.
+      'grpc.enable_channelz': 0,
     });
 
     const packageDefinition = loadPackageDefinition();
