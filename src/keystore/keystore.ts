@@ -49,6 +49,8 @@ export interface KeystoreOptions {
   kekLabel?: string;
   /** How long a sealed blob is reused before it is read from the token again (default SEALED_BLOB_TTL_MS). */
   sealedBlobTtlMs?: number;
+  /** The decrypt time (moving average, ms) past which decrypts leave the event loop (default SLOW_DECRYPT_MS). */
+  slowDecryptMs?: number;
 }
 
 export interface KeyInfo {
@@ -76,6 +78,15 @@ interface KeyEntry {
  */
 export const SEALED_BLOB_TTL_MS = 1000;
 
+/**
+ * C_Decrypt of a sealed key runs on the event loop while the token answers it quickly
+ * (SoftHSM, a local HSM: tens of µs), like C_DecryptInit and C_GenerateRandom already do: a
+ * hand-off to the libuv pool and back costs more than that. Once the decrypts' moving average
+ * (weight 1/16 per call, so one stall alone must pass 16x this) exceeds this many ms, later
+ * decrypts go to the libuv pool for good, so a network-attached HSM does not hold the loop.
+ */
+export const SLOW_DECRYPT_MS = 1;
+
 /** Attempts at drawing a scalar below n; each fails with probability below 2^-127. */
 const MAX_SCALAR_DRAWS = 16;
 
@@ -84,12 +95,16 @@ export class Keystore {
   private kek: { handle: Handle; generation: number } | undefined;
   private auditKey: { handle: Handle; generation: number } | undefined;
   private closed = false;
+  /** Whether C_Decrypt still runs on the event loop (SLOW_DECRYPT_MS), and its moving average. */
+  private decryptOnLoop = true;
+  private decryptAvgMs = 0;
 
   private constructor(
     private readonly mod: Pkcs11Module,
     private readonly pool: SessionPool,
     private readonly kekLabel: string,
     private readonly blobTtlMs: number,
+    private readonly slowDecryptMs: number,
   ) {}
 
   /**
@@ -105,7 +120,9 @@ export class Keystore {
     const pool = new SessionPool(mod, opts.tokenLabel, pin, poolSize);
     const blobTtlMs = opts.sealedBlobTtlMs ?? SEALED_BLOB_TTL_MS;
     if (!Number.isFinite(blobTtlMs) || blobTtlMs < 0) throw new RangeError('sealedBlobTtlMs must be a non-negative number');
-    const ks = new Keystore(mod, pool, opts.kekLabel ?? DEFAULT_KEK_LABEL, blobTtlMs);
+    const slowDecryptMs = opts.slowDecryptMs ?? SLOW_DECRYPT_MS;
+    if (!Number.isFinite(slowDecryptMs) || slowDecryptMs < 0) throw new RangeError('slowDecryptMs must be a non-negative number');
+    const ks = new Keystore(mod, pool, opts.kekLabel ?? DEFAULT_KEK_LABEL, blobTtlMs, slowDecryptMs);
     try {
       await pool.run((ctx) => {
         ks.findKek(ctx);
@@ -249,8 +266,8 @@ export class Keystore {
   }
 
   /** Token errors and reconnects so far, for monitoring (a snapshot; the counts only grow). */
-  get stats(): KeystoreStats {
-    return this.pool.stats;
+  get stats(): KeystoreStats & { decryptOnEventLoop: boolean } {
+    return { ...this.pool.stats, decryptOnEventLoop: this.decryptOnLoop };
   }
 
   /** Waits for operations in progress, closes the sessions and releases the module. Idempotent. */
@@ -318,7 +335,7 @@ export class Keystore {
     const out = Buffer.alloc(SEALED_LEN);
     try {
       api.C_DecryptInit(ctx.session, gcm(blob.iv, blobAad(label, blob.publicKey)), kek);
-      const plain = await api.C_DecryptAsync(ctx.session, blob.sealed, out);
+      const plain = this.decryptOnLoop ? this.decryptTimed(ctx, blob.sealed, out) : await api.C_DecryptAsync(ctx.session, blob.sealed, out);
       if (plain.length !== SECRET_LEN || !isValidSecretScalar(plain)) throw new BlobAuthenticationError(label);
       return { plain: out, info };
     } catch (err) {
@@ -331,6 +348,17 @@ export class Keystore {
         throw new BlobAuthenticationError(label, { cause: err });
       }
       throw err;
+    }
+  }
+
+  /** C_Decrypt on the event loop, timed; a token that has become slow moves decrypts to the libuv pool. */
+  private decryptTimed(ctx: SessionContext, sealed: Buffer, out: Buffer): Buffer {
+    const started = performance.now();
+    try {
+      return this.mod.api.C_Decrypt(ctx.session, sealed, out);
+    } finally {
+      this.decryptAvgMs += (performance.now() - started - this.decryptAvgMs) / 16;
+      if (this.decryptAvgMs > this.slowDecryptMs) this.decryptOnLoop = false;
     }
   }
 

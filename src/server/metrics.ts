@@ -43,6 +43,8 @@ export interface SignerCounterSource {
 export interface KeystoreStatsSource {
   tokenErrors: number;
   reconnects: number;
+  /** Whether key decrypts still run on the event loop (false once the token has been slow). */
+  decryptOnEventLoop?: boolean;
 }
 
 /** Health by component, as last checked: `signer` is the Signer service's gRPC health. */
@@ -124,6 +126,16 @@ export class Metrics {
     mirroredCounter(registers, 'session_binding_mismatches_total', 'Sign calls whose pubkeys, tweaks or message differ from the session NonceGen bound', signer((c) => c.bindingMismatches));
     mirroredCounter(registers, 'token_errors_total', 'token operations that failed because the token was unreachable, gone or refused the PIN', keystore((s) => s.tokenErrors));
     mirroredCounter(registers, 'token_reconnects_total', 'PKCS#11 library re-initializations after a lost session or connection', keystore((s) => s.reconnects));
+
+    new Gauge({
+      name: `${METRIC_PREFIX}token_decrypt_on_event_loop`,
+      help: '1 while key decrypts run on the event loop (a fast token), 0 once the token was slow and they moved to the libuv pool',
+      registers,
+      collect() {
+        const on = read().keystoreStats?.().decryptOnEventLoop;
+        if (on !== undefined) this.set(on ? 1 : 0);
+      },
+    });
 
     new Gauge({
       name: `${METRIC_PREFIX}health_status`,

@@ -324,6 +324,33 @@ describe('the sealed blob cache', () => {
   });
 });
 
+describe('where C_Decrypt runs', () => {
+  it('on the event loop while the token is fast, then on the libuv pool once it is slow: same keys either way', async () => {
+    // A threshold of 0 ms: the first timed decrypt counts as slow.
+    const slow = await Keystore.open({ ...token.options, slowDecryptMs: 0 });
+    try {
+      expect(slow.stats.decryptOnEventLoop).toBe(true);
+      const info = await slow.getKey('bip327-vector');
+      const open = () => slow.withSecretKey('bip327-vector', (sk) => hex(individualPubkey(sk)));
+      expect(await open()).toBe(hex(info.publicKey)); // on the loop, timed
+      expect(slow.stats.decryptOnEventLoop).toBe(false);
+      expect(await open()).toBe(hex(info.publicKey)); // on the pool
+      expect(await open()).toBe(hex(info.publicKey));
+      // A blob that fails authentication is refused on the pool path too.
+      const value = Buffer.from(keyObjectValue('created-2'));
+      value[value.length - 20]! ^= 0x01;
+      plantKeyObject('tampered-on-pool', value);
+      await expect(slow.withSecretKey('tampered-on-pool', () => 1)).rejects.toBeInstanceOf(BlobAuthenticationError);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('refuses a negative threshold', async () => {
+    await expect(Keystore.open({ ...token.options, slowDecryptMs: -1 })).rejects.toThrow(/slowDecryptMs/);
+  });
+});
+
 describe('the key-encryption key', () => {
   it('is one AES-256 token key: sensitive, not extractable, encrypt/decrypt only', () => {
     const keks = findObjects(raw, rawSess, [

@@ -157,6 +157,14 @@ describe('signer counters', () => {
 });
 
 describe('token counters', () => {
+  it('token_decrypt_on_event_loop is 1 while decrypts run on the loop, 0 once they moved to the libuv pool', async () => {
+    const stats = { tokenErrors: 0, reconnects: 0, decryptOnEventLoop: true };
+    const metrics = new Metrics({ keystoreStats: () => stats, defaultMetrics: false });
+    expect(await sample(metrics, 'token_decrypt_on_event_loop')).toBe(1);
+    stats.decryptOnEventLoop = false;
+    expect(await sample(metrics, 'token_decrypt_on_event_loop')).toBe(0);
+  });
+
   it('counts a reconnect in token_reconnects_total and a vanished token in token_errors_total', async () => {
     const metrics = new Metrics({ keystoreStats: () => keystore.stats, defaultMetrics: false });
     const before = { errors: await sample(metrics, 'token_errors_total'), reconnects: await sample(metrics, 'token_reconnects_total') };
