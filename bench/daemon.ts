@@ -29,7 +29,7 @@ import type { BackendName } from '../src/musig2/index.js';
 import { ComputePool } from '../src/signer/index.js';
 import { createKey, Daemon, importKey, makeToken, removeToken } from '../test/e2e/harness.js';
 import type { Token } from '../test/e2e/harness.js';
-import { benchTimeMs, environment, fmtOps, fmtRatio, markdownTable, median } from './harness.js';
+import { benchTimeMs, environment, fmtOps, fmtRatio, markdownTable, median, stealPercent, stealTicks, wakeUpRoundTripUs } from './harness.js';
 import { LoadGenerator } from './loadgen.js';
 
 interface Slice {
@@ -218,6 +218,8 @@ export async function benchDaemon(): Promise<void> {
   const all = availableParallelism();
   const specs = contenderSpecs(all);
   const load0 = loadavg();
+  const steal0 = stealTicks();
+  const wakeUs = await wakeUpRoundTripUs();
   let token: Token | undefined;
   const contenders: Contender[] = [];
   const pools: ComputePool[] = [];
@@ -434,6 +436,11 @@ export async function benchDaemon(): Promise<void> {
     console.log(
       `\nload average at the start ${load0.map((l) => l.toFixed(1)).join(' ')}, at the end ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} cores (the client shares them). ` +
         `By Little's law latency at N in flight is at least N / rate: p99 < 50 ms at 32 in flight needs well over 640 calls/s.\n`,
+    );
+    console.log(
+      `this machine: CPU stolen by the hypervisor during the run ${stealPercent(steal0).toFixed(1)}% of all CPU time; ` +
+        `a message to an idle worker thread and its answer (two thread wake-ups, no work) cost ${wakeUs.toFixed(0)} µs of CPU at the start ` +
+        `(a DeterministicSign through the daemon wakes a thread about 3 to 4 times: its socket, the compute worker and back, the ledger's fsync per batch).\n`,
     );
   } finally {
     await Promise.all(pools.map((p) => p.close()));

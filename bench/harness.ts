@@ -3,6 +3,7 @@
 // alike; ratios are taken per round and their median is reported. Rates come from process CPU
 // time by default (see Clock). Benchmarks print numbers; they never fail a build.
 
+import { readFileSync } from 'node:fs';
 /** One implementation of one operation. */
 export interface Contender {
   readonly name: string;
@@ -172,4 +173,42 @@ export async function environment(): Promise<string> {
   const cpus = os.cpus();
   const model = cpus[0]?.model.trim() ?? 'unknown CPU';
   return `node ${process.version}, ${os.platform()} ${os.arch()}, ${cpus.length} x ${model}`;
+}
+
+/**
+ * What a thread hand-off costs on this machine: CPU time (both threads) per round trip of a
+ * message to an idle worker thread and its answer, with no work in between. Each is two
+ * wake-ups of a sleeping thread; a virtual machine may make those far dearer than on bare metal.
+ */
+export async function wakeUpRoundTripUs(rounds = 2000): Promise<number> {
+  const { Worker } = await import('node:worker_threads');
+  const w = new Worker("require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m));", { eval: true });
+  try {
+    const once = () => new Promise<void>((resolve) => {
+      w.once('message', () => resolve());
+      w.postMessage(0);
+    });
+    for (let i = 0; i < 200; i++) await once();
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < rounds; i++) await once();
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / rounds;
+  } finally {
+    await w.terminate();
+  }
+}
+
+/** The machine's CPU time stolen by the hypervisor so far, and all CPU time, in clock ticks (Linux). */
+export function stealTicks(): { steal: number; total: number } {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return { steal: fields[7] ?? 0, total: fields.reduce((a, b) => a + b, 0) };
+  } catch {
+    return { steal: NaN, total: NaN };
+  }
+}
+
+/** The share of CPU time stolen between two readings, as a percentage. */
+export function stealPercent(from: { steal: number; total: number }, to = stealTicks()): number {
+  return (100 * (to.steal - from.steal)) / (to.total - from.total);
 }
