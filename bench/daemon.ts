@@ -18,7 +18,7 @@
 // >= 3x noble for DeterministicSign and >= 2.5x for sessions at 32 in flight; daemon CPU per
 // call <= 1.5x the in-process arithmetic on the same backend; the in-process pool with one
 // worker >= 0.9x the arithmetic inline. Never fails a build.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { randomBytes } from '@noble/hashes/utils.js';
@@ -143,6 +143,18 @@ function coreDeterministicSign(
   return { rate: n / ((performance.now() - t0) / 1000), cpuMs: (c.user + c.system) / 1000 / n };
 }
 
+/** How often this process's threads have gone to sleep waiting for something (voluntary context switches, Linux). */
+function threadSleeps(): number {
+  try {
+    return readdirSync('/proc/self/task').reduce((sum, tid) => {
+      const m = /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'));
+      return sum + Number(m?.[1] ?? 0);
+    }, 0);
+  } catch {
+    return NaN;
+  }
+}
+
 /**
  * The in-process compute pool over about `ms` with 16 calls in flight: the arithmetic alone, no
  * gRPC, ledger or token. Its wall-clock rate, and this process's CPU time per call (main thread
@@ -150,8 +162,9 @@ function coreDeterministicSign(
  */
 async function poolDeterministicSign(
   pool: ComputePool, sk: Uint8Array, pubkeys: Uint8Array[], aggothernonce: Uint8Array, ms: number,
-): Promise<{ rate: number; cpuMs: number }> {
+): Promise<{ rate: number; cpuMs: number; sleepsPerCall: number }> {
   let n = 0;
+  const s0 = threadSleeps();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
@@ -163,7 +176,7 @@ async function poolDeterministicSign(
     }),
   );
   const c = process.cpuUsage(c0);
-  return { rate: n / ((performance.now() - t0) / 1000), cpuMs: (c.user + c.system) / 1000 / n };
+  return { rate: n / ((performance.now() - t0) / 1000), cpuMs: (c.user + c.system) / 1000 / n, sleepsPerCall: (threadSleeps() - s0) / n };
 }
 
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : 'n/a');
@@ -297,6 +310,7 @@ export async function benchDaemon(): Promise<void> {
     const coreCpu = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
     const pool1Rounds = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
     const pool1Cpu = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
+    const pool1Sleeps = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
     const poolAllRounds = new Map<BackendName, number[]>(BACKENDS.map((b) => [b, []]));
     const id = (c: string, shape: Shape) => `${c}/${shape}`;
     for (const { shape, inFlight, session: isSession, sdk } of SHAPES) {
@@ -317,6 +331,7 @@ export async function benchDaemon(): Promise<void> {
             const p1 = await poolDeterministicSign(pool1.get(b)!, detSk, pubkeys, aggothernonce, sliceMs / rounds);
             pool1Rounds.get(b)!.push(p1.rate);
             pool1Cpu.get(b)!.push(p1.cpuMs);
+            pool1Sleeps.get(b)!.push(p1.sleepsPerCall);
             const pa = poolAll.get(b);
             if (pa) poolAllRounds.get(b)!.push((await poolDeterministicSign(pa, detSk, pubkeys, aggothernonce, sliceMs / rounds)).rate);
           }
@@ -392,7 +407,8 @@ export async function benchDaemon(): Promise<void> {
       const handOffCpu = roundRatio(coreCpu.get(b)!, pool1Cpu.get(b)!);
       lines.push(
         `- ${b}: in-process ComputePool with 1 worker / the same arithmetic inline = ${fmtRatio(handOff)} by wall-clock rate, ` +
-          `${fmtRatio(handOffCpu)} by CPU per call (target >= 0.9x): ${verdict(handOff >= 0.9)} / ${verdict(handOffCpu >= 0.9)}`,
+          `${fmtRatio(handOffCpu)} by CPU per call (target >= 0.9x): ${verdict(handOff >= 0.9)} / ${verdict(handOffCpu >= 0.9)}; ` +
+          `its threads went to sleep and were woken ${median(pool1Sleeps.get(b)!).toFixed(2)} times per call`,
       );
     }
     const nativeAll = multi ?? one;
