@@ -3,7 +3,8 @@
 // Starts a SoftHSM2 token with two keys and one `musig2-signer serve` (SQLite ledger), warms
 // it up, then drives DeterministicSign (or NonceGen+Sign sessions) with a fixed number of calls
 // in flight from the lean load generator, and prints the rate, p50/p99 latency, the daemon's
-// CPU per call (all threads, and the main thread alone) and the hypervisor's steal meanwhile.
+// CPU per call (all threads, and the main thread alone), how often its threads went to sleep
+// per call (each a wake-up later) and the hypervisor's steal meanwhile.
 //
 // Settings (environment): BACKEND native|noble (native), WORKERS (one per core), IN_FLIGHT (32),
 // SECONDS (6), OP det|session (det).
@@ -28,6 +29,12 @@ function cpuMs(pid: number, tid = pid): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 const processCpuMs = (pid: number) => readdirSync(`/proc/${pid}/task`).reduce((sum, tid) => sum + cpuMs(pid, Number(tid)), 0);
+/** How often the process's threads have gone to sleep waiting (voluntary context switches). */
+const sleeps = (pid: number) =>
+  readdirSync(`/proc/${pid}/task`).reduce((sum, tid) => {
+    const m = /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
+    return sum + Number(m?.[1] ?? 0);
+  }, 0);
 
 function steal(): { steal: number; total: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -75,15 +82,16 @@ try {
   };
   await drive(3000); // JIT, caches, the ledger file
   const pid = daemon.pid;
-  const [cpu0, main0, steal0] = [processCpuMs(pid), cpuMs(pid), steal()];
+  const [cpu0, main0, sleeps0, steal0] = [processCpuMs(pid), cpuMs(pid), sleeps(pid), steal()];
   const r = await drive(seconds * 1000);
-  const [cpu1, main1, steal1] = [processCpuMs(pid), cpuMs(pid), steal()];
+  const [cpu1, main1, sleeps1, steal1] = [processCpuMs(pid), cpuMs(pid), sleeps(pid), steal()];
   const round = (v: number) => Math.round(v * 100) / 100;
   console.log(
     JSON.stringify({
       backend, workers: Number(workers), op, inFlight,
       perSec: round(r.n / (r.elapsedMs / 1000)), p50: round(r.p50), p99: round(r.p99),
       daemonCpuMsPerOp: round((cpu1 - cpu0) / r.n), mainCpuMsPerOp: round((main1 - main0) / r.n),
+      threadSleepsPerOp: round((sleeps1 - sleeps0) / r.n),
       stealPercent: round((100 * (steal1.steal - steal0.steal)) / (steal1.total - steal0.total)),
     }),
   );
