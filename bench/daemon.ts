@@ -6,7 +6,8 @@
 // - "1 core": one worker, the whole process pinned to CPU 0 with taskset;
 // - "2 cores": two workers pinned to CPUs 0-1 (left out where that is every core);
 // - "all cores": one worker per core, unpinned (the default deployment);
-// - "1 worker, unpinned": one worker, its main thread free to use the other cores.
+// - "1 worker, unpinned": one worker, its main thread free to use the other cores;
+// - "0 workers" (native only): the arithmetic on the event loop, no thread hand-off at all.
 //
 // Load: DeterministicSign and NonceGen+Sign sessions at 32 and 128 calls in flight, from a lean
 // HTTP/2 load generator (loadgen.ts) so the client takes as little as possible of the CPU it
@@ -212,6 +213,9 @@ function contenderSpecs(all: number): ContenderSpec[] {
       specs.push(b('all', `all ${all} cores (${all} workers)`, all));
       specs.push(b('1worker', '1 worker, unpinned', 1));
     }
+    // No hand-off at all: what the daemon costs beyond the arithmetic when nothing crosses
+    // threads (native only: noble's arithmetic would hold the event loop for ms a call).
+    if (backend === 'native') specs.push(b('inline', '0 workers (arithmetic on the event loop)', 0));
   }
   return specs;
 }
@@ -425,7 +429,8 @@ export async function benchDaemon(): Promise<void> {
           `${fmtRatio(byCpu)} by CPU per call (daemon + load generator) (target >= ${target}x): ${verdict(r >= target)} / ${verdict(byCpu >= target)}`,
       );
     }
-    for (const c of [nativeAll, nobleAll]) {
+    const inline = contenders.find((c) => c.key === 'native-inline');
+    for (const c of [nativeAll, nobleAll, ...(inline ? [inline] : [])]) {
       const d = run(c.key, 'det32');
       const arith = median(coreCpu.get(c.backend)!);
       lines.push(
