@@ -13,7 +13,6 @@ import type { NonceLedger } from '../../src/ledger/index.js';
 import { AggregatorClient, SignerClient } from '../../src/client/index.js';
 import { DaemonServer, quotaIdentity } from '../../src/server/index.js';
 import { ComputePool, SignerService } from '../../src/signer/index.js';
-import type { NonceGenRequest } from '../../src/signer/index.js';
 import { capturingLogger, LocalSigner, openTestKeystore } from '../signer/helpers.js';
 
 let dir: string;
@@ -86,36 +85,38 @@ describe('calls in flight per client', () => {
     }
   });
 
-  it("passes the call's identity down to the signer and the compute pool, for their per-client caps", async () => {
-    const seen: string[] = [];
-    const signer = {
-      listKeys: service.listKeys.bind(service),
-      nonceGen: async (_req: NonceGenRequest, caller?: string) => {
-        seen.push(`nonceGen ${caller}`);
-        return { sessionId: new Uint8Array(32), pubnonce: new Uint8Array(66), expiresAtUnixMs: 1 };
-      },
-      sign: service.sign.bind(service),
-      deterministicSign: service.deterministicSign.bind(service),
-      health: service.health.bind(service),
-    };
-    const pool = ComputePool.inline();
-    const keyAgg = pool.keyAgg.bind(pool);
-    pool.keyAgg = (pubkeys, tweaks, caller) => {
-      seen.push(`keyAgg ${caller}`);
-      return keyAgg(pubkeys, tweaks, caller);
-    };
-    const server = await DaemonServer.start({ signer, compute: pool, logger: capturingLogger().logger, listen: '127.0.0.1:0' });
+  it("passes the call's identity down: the signer's session cap and the pool's compute cap refuse this client by name", async () => {
+    const key = await keystore.createKey('identity-key');
+    const capped = new SignerService({ keystore, ledger, maxSessions: 8, maxSessionsPerClient: 1 });
+    // One worker whose two permits are held by blocked test ops: Aggregator calls queue behind them.
+    const pool = await ComputePool.start(1, { testHooks: {}, maxPerClient: 1 });
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const blocked = [pool.testOp('block', flags.buffer as SharedArrayBuffer), pool.testOp('block', flags.buffer as SharedArrayBuffer)];
+    const server = await DaemonServer.start({ signer: capped, compute: pool, logger: capturingLogger().logger, listen: '127.0.0.1:0' });
     const s = new SignerClient(server.address);
     const a = new AggregatorClient(server.address);
     try {
-      const pk = new LocalSigner().pk;
-      await s.nonceGen({ keyId: 'k1', pubkeys: [pk] });
-      await a.keyAgg([pk]);
-      expect(seen).toEqual(['nonceGen peer:127.0.0.1', 'keyAgg peer:127.0.0.1']);
+      const pubkeys = [key.publicKey, new LocalSigner().pk];
+      await s.nonceGen({ keyId: 'identity-key', pubkeys });
+      const second = await s.nonceGen({ keyId: 'identity-key', pubkeys }).then(() => undefined, (e: unknown) => e as ServiceError);
+      expect(second?.code).toBe(Status.RESOURCE_EXHAUSTED);
+      expect(second?.details).toContain("client 'peer:127.0.0.1' has too many open sessions");
+      while (pool.load()[0] !== 2) await new Promise((r) => setImmediate(r));
+      const queued = a.keyAgg(pubkeys); // waits for a permit, counted for this client
+      while (pool.queued() !== 1) await new Promise((r) => setImmediate(r));
+      const refused = await a.keyAgg(pubkeys).then(() => undefined, (e: unknown) => e as ServiceError);
+      expect(refused?.code).toBe(Status.RESOURCE_EXHAUSTED);
+      expect(refused?.details).toContain("client 'peer:127.0.0.1' already has 1");
+      Atomics.store(flags, 0, 1);
+      Atomics.notify(flags, 0);
+      await Promise.all(blocked);
+      expect((await queued).aggregatePubkey).toHaveLength(33); // served once the worker is free
     } finally {
       s.close();
       a.close();
       await server.shutdown(1000);
+      await capped.close();
+      await pool.close();
     }
   });
 
